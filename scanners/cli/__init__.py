@@ -1,0 +1,54 @@
+"""The `preaudit` command: subcommands, exit codes and the one-line error convention.
+
+Exit codes: 0 success, 1 findings at or above the failure threshold, 2 usage or input
+error, 3 runtime or environment error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from scanners import __version__
+from scanners.cli import catalog_cmd, lab_cmd
+from scanners.errors import EXIT_USAGE, PreauditError
+
+# Each module adds its subcommands; adding a subcommand never touches another module.
+SUBCOMMAND_MODULES = (lab_cmd, catalog_cmd)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse's default prints the whole usage block; one line is the project convention.
+        self.exit(EXIT_USAGE, f"preaudit: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="preaudit",
+        description="Harden simulation hosts and produce a pre-audit findings report (SOC 2, ISO 27001, CIS).",
+    )
+    parser.add_argument("--version", action="version", version=f"preaudit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in SUBCOMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PreauditError as exc:
+        print(f"preaudit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("preaudit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

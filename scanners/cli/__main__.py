@@ -1,0 +1,5 @@
+import sys
+
+from scanners.cli import main
+
+sys.exit(main())

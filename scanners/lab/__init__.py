@@ -1,0 +1,1 @@
+"""The lab: a fleet of real Debian 12 simulation hosts booted with systemd-nspawn."""

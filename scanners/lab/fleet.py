@@ -1,0 +1,451 @@
+"""Boot, inspect and stop the lab's simulation hosts.
+
+Each host is a copy-on-write overlay of the cached image, booted with systemd-nspawn
+(systemd as PID 1) in a private network namespace joined to the controller by a veth pair.
+Its SSH and HTTPS ports are exposed on 127.0.0.1 by socat, so traffic reaches the host on a
+real, firewallable interface and never leaves the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scanners.errors import EnvironmentProblem, InputError
+from scanners.lab import image, processes
+from scanners.lab.processes import ProcessRef
+from scanners.lab.settings import LabSettings
+
+STATE_VERSION = 1
+SUBNET = "10.213"
+MAX_HOSTS = 32
+BOOT_TIMEOUT = 90.0
+Progress = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class HostState:
+    name: str
+    slot: int
+    ssh_port: int
+    https_port: int
+    root: str
+    nspawn: dict[str, int] | None = None
+    forwarders: list[dict[str, int]] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"{SUBNET}.{self.slot}.2"
+
+    @property
+    def gateway(self) -> str:
+        return f"{SUBNET}.{self.slot}.1"
+
+    @property
+    def host_dir(self) -> Path:
+        return Path(self.root).parent
+
+    def process(self) -> ProcessRef | None:
+        return ProcessRef.from_dict(self.nspawn) if self.nspawn else None
+
+    def running(self) -> bool:
+        ref = self.process()
+        return ref is not None and ref.alive()
+
+
+@dataclass(slots=True)
+class LabState:
+    image: str = ""
+    prefix: str = "sim"
+    hosts: dict[str, HostState] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"version": STATE_VERSION, "image": self.image, "prefix": self.prefix,
+             "hosts": {n: asdict(h) for n, h in sorted(self.hosts.items())}},
+            indent=2,
+        )  # fmt: skip
+
+    @classmethod
+    def load(cls, path: Path) -> LabState:
+        if not path.exists():
+            return cls()
+        try:
+            data = json.loads(path.read_text())
+            hosts = {n: HostState(**h) for n, h in data.get("hosts", {}).items()}
+        except (ValueError, TypeError, KeyError) as exc:
+            raise EnvironmentProblem(
+                f"lab state {path} is unreadable ({exc}); remove it and the lab directory"
+            ) from None
+        return cls(image=data.get("image", ""), prefix=data.get("prefix", "sim"), hosts=hosts)
+
+
+def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    tmp.replace(path)
+
+
+def _sh(argv: list[str], what: str) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise EnvironmentProblem(f"lab: {what} failed: {detail[-1] if detail else 'exit ' + str(result.returncode)}")
+    return result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _used_slots() -> set[int]:
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=False).stdout
+    return {int(m.group(1)) for m in re.finditer(rf"inet {re.escape(SUBNET)}\.(\d+)\.1/", out)}
+
+
+def _wait_ssh_banner(port: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.settimeout(3)
+            if sock.recv(64).startswith(b"SSH-2.0"):
+                return
+        time.sleep(0.2)
+    raise EnvironmentProblem(f"lab: no SSH banner on 127.0.0.1:{port} within {BOOT_TIMEOUT:.0f}s")
+
+
+def _wait_tls(port: int, deadline: float) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=2) as raw,
+            context.wrap_socket(raw) as _tls,
+        ):
+            return
+        time.sleep(0.2)
+    raise EnvironmentProblem(f"lab: no TLS answer on 127.0.0.1:{port} within {BOOT_TIMEOUT:.0f}s")
+
+
+def _passwd_ids(root: Path, user: str) -> tuple[int, int]:
+    for line in (root / "etc/passwd").read_text().splitlines():
+        parts = line.split(":")
+        if parts[0] == user:
+            return int(parts[2]), int(parts[3])
+    raise EnvironmentProblem(f"lab image has no user {user}")
+
+
+class Fleet:
+    """The lab fleet described by a state file; every method is safe to call repeatedly."""
+
+    ADMIN_USER = "ops"
+
+    def __init__(self, settings: LabSettings, progress: Progress | None = None) -> None:
+        self.settings = settings
+        self.progress = progress or (lambda _msg: None)
+
+    # -- locking and state -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[LabState]:
+        self.settings.lab_dir.mkdir(parents=True, exist_ok=True)
+        with (self.settings.lab_dir / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            state = LabState.load(self.settings.state_file)
+            try:
+                yield state
+            finally:
+                _atomic_write(self.settings.state_file, state.to_json())
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def state(self) -> LabState:
+        return LabState.load(self.settings.state_file)
+
+    # -- public operations -------------------------------------------------------------------
+
+    def up(self, count: int) -> LabState:
+        if not 1 <= count <= MAX_HOSTS:
+            raise InputError(f"--hosts must be between 1 and {MAX_HOSTS}, not {count}")
+        if os.geteuid() != 0:
+            raise EnvironmentProblem("lab: booting hosts needs root (systemd-nspawn, mounts, veth); run with sudo")
+        rootfs = image.ensure_image(self.settings, self.progress)
+        self._ensure_ssh_key()
+        with self._locked() as state:
+            state.prefix = self.settings.prefix
+            if state.image and state.image != image.recipe_hash() and state.hosts:
+                self.progress("the image recipe changed: replacing the running hosts")
+                for host in list(state.hosts.values()):
+                    self._destroy(state, host)
+            state.image = image.recipe_hash()
+            wanted = [f"{self.settings.prefix}-{i}" for i in range(1, count + 1)]
+            for name in sorted(set(state.hosts) - set(wanted)):
+                self.progress(f"{name}: stopping (not among the {count} wanted hosts)")
+                self._destroy(state, state.hosts[name])
+            todo = [n for n in wanted if n not in state.hosts or not state.hosts[n].running()]
+            used = _used_slots() | {h.slot for n, h in state.hosts.items() if n not in todo}
+            for name in todo:
+                if name in state.hosts:
+                    self._stop_processes(state.hosts[name])
+                else:
+                    slot = next(s for s in range(1, 251) if s not in used)
+                    used.add(slot)
+                    root = self.settings.hosts_dir / name / "root"
+                    state.hosts[name] = HostState(name, slot, _free_port(), _free_port(), str(root))
+            started = time.monotonic()
+            with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
+                results = list(pool.map(lambda n: self._boot_safely(state.hosts[n], rootfs), todo))
+            errors = [r for r in results if r]
+            if todo and not errors:
+                self.progress(f"{len(todo)} host(s) booted in {time.monotonic() - started:.1f}s")
+            self.write_inventory(state)
+            if errors:
+                raise EnvironmentProblem("; ".join(errors))
+            return state
+
+    def down(self) -> int:
+        with self._locked() as state:
+            count = 0
+            for host in list(state.hosts.values()):
+                self._destroy(state, host)
+                count += 1
+            state.image = ""
+        self.settings.state_file.unlink(missing_ok=True)
+        if self.settings.inventory.exists() and "preaudit lab" in self.settings.inventory.read_text()[:200]:
+            self.settings.inventory.unlink()
+        return count
+
+    def stop_host(self, name: str) -> None:
+        """Power a host off but keep its disk, as a crashed or rebooting machine would be."""
+        with self._locked() as state:
+            self._stop_processes(self._host(state, name))
+
+    def start_host(self, name: str) -> None:
+        with self._locked() as state:
+            host = self._host(state, name)
+            if not host.running():
+                error = self._boot_safely(host, image.image_rootfs(self.settings))
+                if error:
+                    raise EnvironmentProblem(error)
+
+    def reset_host(self, name: str) -> None:
+        """Give a host a fresh disk from the image (as if newly provisioned) and boot it."""
+        with self._locked() as state:
+            host = self._host(state, name)
+            self._stop_processes(host)
+            self._unmount(host)
+            shutil.rmtree(host.host_dir, ignore_errors=True)
+            error = self._boot_safely(host, image.image_rootfs(self.settings))
+            if error:
+                raise EnvironmentProblem(error)
+
+    def status(self) -> list[dict[str, Any]]:
+        rows = []
+        for host in self.state().hosts.values():
+            ref = host.process()
+            rows.append({
+                "name": host.name,
+                "running": host.running(),
+                "pid": ref.pid if ref else None,
+                "address": host.address,
+                "ssh": f"127.0.0.1:{host.ssh_port}",
+                "https": f"127.0.0.1:{host.https_port}",
+                "forwarders": sum(1 for f in host.forwarders if ProcessRef.from_dict(f).alive()),
+            })  # fmt: skip
+        return rows
+
+    def leader_pid(self, name: str) -> int:
+        """PID (on the controller) of the host's init, for nsenter."""
+        host = self._host(self.state(), name)
+        ref = host.process()
+        if ref is None or not ref.alive():
+            raise EnvironmentProblem(f"lab host {name} is not running")
+        return self._leader(ref, time.monotonic() + 5)
+
+    # -- inventory ---------------------------------------------------------------------------
+
+    def write_inventory(self, state: LabState | None = None) -> Path:
+        state = state or self.state()
+        hosts = {
+            h.name: {
+                "ansible_host": "127.0.0.1",
+                "ansible_port": h.ssh_port,
+                "lab_address": h.address,
+                "lab_https_port": h.https_port,
+            }
+            for h in sorted(state.hosts.values(), key=lambda h: h.slot)
+        }
+        inventory = {
+            "all": {
+                "vars": {
+                    "ansible_user": self.ADMIN_USER,
+                    "ansible_become": True,
+                    "ansible_ssh_private_key_file": str(self.settings.ssh_key),
+                    "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+                    "ansible_python_interpreter": "/usr/bin/python3",
+                    "preaudit_lab": True,
+                },
+                "children": {"simulation": {"hosts": hosts}},
+            }
+        }
+        header = "# Written by `preaudit lab up`; rewritten on every lab change. Do not edit.\n"
+        _atomic_write(self.settings.inventory, header + yaml.safe_dump(inventory, sort_keys=False))
+        return self.settings.inventory
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _host(self, state: LabState, name: str) -> HostState:
+        if name not in state.hosts:
+            known = ", ".join(sorted(state.hosts)) or "none (run `preaudit lab up`)"
+            raise InputError(f"unknown lab host {name!r} (hosts: {known})")
+        return state.hosts[name]
+
+    def _ensure_ssh_key(self) -> None:
+        key = self.settings.ssh_key
+        if key.exists() and key.with_suffix(".pub").exists():
+            return
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key.unlink(missing_ok=True)
+        _sh(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "preaudit-lab-controller", "-f", str(key)],
+            "ssh-keygen",
+        )
+
+    def _boot_safely(self, host: HostState, rootfs: Path) -> str:
+        try:
+            self._boot(host, rootfs)
+        except (EnvironmentProblem, OSError, subprocess.SubprocessError, RuntimeError) as exc:
+            self._stop_processes(host)
+            return f"{host.name}: {exc}"
+        return ""
+
+    def _mount(self, host: HostState, rootfs: Path) -> Path:
+        host_dir = host.host_dir
+        root = Path(host.root)
+        for sub in ("upper", "work", "root"):
+            (host_dir / sub).mkdir(parents=True, exist_ok=True)
+        if not os.path.ismount(root):
+            options = f"lowerdir={rootfs},upperdir={host_dir / 'upper'},workdir={host_dir / 'work'}"
+            _sh(["mount", "-t", "overlay", "overlay", "-o", options, str(root)], f"{host.name}: overlay mount")
+        return root
+
+    def _unmount(self, host: HostState) -> None:
+        root = Path(host.root)
+        if os.path.ismount(root):
+            result = subprocess.run(["umount", str(root)], capture_output=True, check=False)
+            if result.returncode != 0:
+                subprocess.run(["umount", "--lazy", str(root)], capture_output=True, check=False)
+
+    def _personalise(self, host: HostState, root: Path) -> None:
+        (root / "etc/hostname").write_text(host.name + "\n")
+        (root / "etc/hosts").write_text(
+            f"127.0.0.1\tlocalhost\n127.0.1.1\t{host.name}\n127.0.0.1\tmontecarlo.lab\n"
+            "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        )
+        for kind, bits in (("rsa", "2048"), ("ecdsa", "256"), ("ed25519", "")):
+            key = root / f"etc/ssh/ssh_host_{kind}_key"
+            if key.exists():
+                continue
+            argv = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"root@{host.name}", "-f", str(key)]
+            _sh(argv + (["-b", bits] if bits else []), f"{host.name}: host key")
+        uid, gid = _passwd_ids(root, self.ADMIN_USER)
+        ssh_dir = root / "home" / self.ADMIN_USER / ".ssh"
+        ssh_dir.mkdir(mode=0o700, exist_ok=True)
+        keys = ssh_dir / "authorized_keys"
+        pub = self.settings.ssh_key.with_suffix(".pub").read_text()
+        if not keys.exists() or pub not in keys.read_text():
+            keys.write_text(pub)
+        keys.chmod(0o600)
+        os.chown(ssh_dir, uid, gid)
+        os.chown(keys, uid, gid)
+
+    def _leader(self, nspawn: ProcessRef, deadline: float) -> int:
+        while time.monotonic() < deadline:
+            for child in processes.children(nspawn.pid):
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{child}/comm").read_text().strip() == "systemd":
+                        return child
+            if not nspawn.alive():
+                raise EnvironmentProblem("systemd-nspawn exited during boot")
+            time.sleep(0.05)
+        raise EnvironmentProblem("the host's init did not start")
+
+    def _network(self, host: HostState, leader: int) -> None:
+        link = _sh(["nsenter", "-t", str(leader), "-n", "ip", "-o", "link", "show", "host0"], f"{host.name}: veth")
+        match = re.search(r"host0@if(\d+)", link)
+        if not match:
+            raise EnvironmentProblem(f"{host.name}: cannot find the peer of host0 in {link.strip()!r}")
+        peer_index = match.group(1)
+        peer = next(
+            (p.name for p in Path("/sys/class/net").iterdir() if (p / "ifindex").read_text().strip() == peer_index),
+            None,
+        )
+        if peer is None:
+            raise EnvironmentProblem(f"{host.name}: the controller side of the veth pair is missing")
+        _sh(["ip", "addr", "replace", f"{host.gateway}/30", "dev", peer], f"{host.name}: address {peer}")
+        _sh(["ip", "link", "set", peer, "up"], f"{host.name}: link up")
+        inner = (
+            "ip link set lo up && "
+            f"ip addr replace {host.address}/30 dev host0 && ip link set host0 up && "
+            f"ip route replace default via {host.gateway}"
+        )
+        _sh(["nsenter", "-t", str(leader), "-n", "sh", "-ec", inner], f"{host.name}: host network")
+
+    def _boot(self, host: HostState, rootfs: Path) -> None:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        root = self._mount(host, rootfs)
+        self._personalise(host, root)
+        log = (host.host_dir / "console.log").open("ab")
+        argv = [
+            "systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit", "--network-veth",
+            f"--machine={host.name}", "--console=passive", "--link-journal=no", f"--directory={root}",
+        ]  # fmt: skip
+        ref = processes.spawn(argv, log)
+        host.nspawn = ref.to_dict()
+        leader = self._leader(ref, deadline)
+        self._network(host, leader)
+        host.forwarders = []
+        for port, target in ((host.ssh_port, 22), (host.https_port, 443)):
+            fwd = processes.spawn(
+                ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", f"TCP:{host.address}:{target}"], log
+            )
+            host.forwarders.append(fwd.to_dict())
+        _wait_ssh_banner(host.ssh_port, deadline)
+        _wait_tls(host.https_port, deadline)
+        self.progress(f"{host.name}: up (ssh 127.0.0.1:{host.ssh_port}, https 127.0.0.1:{host.https_port})")
+
+    def _stop_processes(self, host: HostState) -> None:
+        for fwd in host.forwarders:
+            processes.stop(ProcessRef.from_dict(fwd), timeout=2)
+        host.forwarders = []
+        ref = host.process()
+        if ref is not None:
+            # SIGTERM asks nspawn for a clean shutdown of the host's systemd.
+            processes.stop(ref, timeout=20)
+        host.nspawn = None
+
+    def _destroy(self, state: LabState, host: HostState) -> None:
+        self._stop_processes(host)
+        self._unmount(host)
+        shutil.rmtree(host.host_dir, ignore_errors=True)
+        state.hosts.pop(host.name, None)
+        self.progress(f"{host.name}: removed")

@@ -1,0 +1,106 @@
+"""The lab fleet for integration tests: real hosts booted once per session, always torn down.
+
+The fleet lives in its own directory with its own host-name prefix, so it never touches a
+lab the user has running. Teardown runs on success, failure and Ctrl-C (pytest finalises
+session fixtures on KeyboardInterrupt); a fleet left behind by a killed session is removed at
+the start of the next one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import testinfra
+
+from scanners.ansible_run import RunResult, run_module, run_playbook
+from scanners.lab.fleet import Fleet
+from scanners.lab.processes import start_ticks
+from scanners.lab.settings import LabSettings
+
+TEST_LAB_ROOT = Path(os.environ.get("PREAUDIT_TEST_LAB_ROOT", "/var/tmp"))
+TEST_PREFIX = "pt"
+LAB_API_KEY = "mc_lab_4f8a2c91d7e35b60a1f9c8e2d4b7a613"
+
+# testinfra and ansible-runner look for ansible-* programs on PATH.
+os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+
+
+@dataclass
+class Lab:
+    fleet: Fleet
+    names: list[str]
+    work: Path
+
+    @property
+    def inventory(self) -> Path:
+        return self.fleet.settings.inventory
+
+    def host(self, name: str) -> Any:
+        return testinfra.get_host(f"ansible://{name}?ansible_inventory={self.inventory}")
+
+    def port(self, name: str, kind: str) -> int:
+        host = self.fleet.state().hosts[name]
+        return host.ssh_port if kind == "ssh" else host.https_port
+
+    def address(self, name: str) -> str:
+        return self.fleet.state().hosts[name].address
+
+    def playbook(self, playbook: str, **kwargs: Any) -> RunResult:
+        run_dir = self.work / f"run-{time.monotonic_ns()}"
+        return run_playbook(playbook, self.inventory, run_dir, **kwargs)
+
+    def module(self, module: str, args: str = "", pattern: str = "all") -> RunResult:
+        return run_module(module, args, self.inventory, self.work / f"adhoc-{time.monotonic_ns()}", pattern)
+
+    def https_get(self, name: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        request = urllib.request.Request(f"https://127.0.0.1:{self.port(name, 'https')}{path}", headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=30) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+
+def _remove_stale_labs() -> None:
+    for lab_dir in TEST_LAB_ROOT.glob("preaudit-test-lab-*"):
+        try:
+            pid = int(lab_dir.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if start_ticks(pid) is not None:
+            continue
+        Fleet(LabSettings.isolated(lab_dir, TEST_PREFIX)).down()
+        shutil.rmtree(lab_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    if os.environ.get("PREAUDIT_SKIP_LAB") == "1":
+        pytest.skip("PREAUDIT_SKIP_LAB=1: lab integration tests disabled")
+    if os.geteuid() != 0:
+        pytest.fail("the lab integration tests need root (systemd-nspawn); run them as root or set PREAUDIT_SKIP_LAB=1")
+    _remove_stale_labs()
+    count = int(os.environ.get("PREAUDIT_TEST_HOSTS", "3"))
+    lab_dir = TEST_LAB_ROOT / f"preaudit-test-lab-{os.getpid()}"
+    fleet = Fleet(
+        LabSettings.isolated(lab_dir, TEST_PREFIX), progress=lambda msg: print(f"lab: {msg}", file=sys.stderr)
+    )
+    try:
+        fleet.up(count)
+        yield Lab(fleet, [f"{TEST_PREFIX}-{i}" for i in range(1, count + 1)], lab_dir / "work")
+    finally:
+        fleet.down()
+        shutil.rmtree(lab_dir, ignore_errors=True)
