@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from scanners.errors import InputError
-from scanners.findings import Severity
+from scanners.findings import Evidence, Finding, Resource, Severity, Status
 
 CATALOG_VERSION = "2026.11"
 CONTROLS_DIR = Path(__file__).with_name("controls")
@@ -53,11 +53,19 @@ OPS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class CheckType:
-    """A kind of declarative check and who evaluates it."""
+    """A kind of declarative check and who evaluates it.
+
+    Host checks are strict about their parameters (the target-side module must understand
+    each); checks evaluated by a controller-side scanner accept extra parameters of its own.
+    """
 
     evaluator: str
     required: frozenset[str]
     optional: frozenset[str] = frozenset()
+
+    @property
+    def open_params(self) -> bool:
+        return self.evaluator != "host"
 
 
 def _ct(evaluator: str, required: Iterable[str], optional: Iterable[str] = ()) -> CheckType:
@@ -93,6 +101,7 @@ CHECK_TYPES: dict[str, CheckType] = {
     "compose": _ct("containers", {"rule"}),
     "docker_daemon": _ct("containers", {"rule"}),
     "container_runtime": _ct("containers", {"rule"}),
+    "scan": _ct("pipeline", set()),
     "manual": _ct("manual", {"procedure"}),
 }
 
@@ -123,6 +132,43 @@ class Control:
 
     def references_dict(self) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self.references.items()}
+
+    def finding(
+        self,
+        status: Status,
+        resource: Resource,
+        scanner: str,
+        *,
+        evidence: Evidence | None = None,
+        message: str = "",
+        rule: str | None = None,
+        title: str | None = None,
+        severity: Severity | None = None,
+        score: float | None = None,
+        discriminator: str = "",
+        extra_references: Mapping[str, Iterable[str]] | None = None,
+        remediation: str | None = None,
+    ) -> Finding:
+        """A finding of this control; a scanner may refine title, severity and references per hit."""
+        references = self.references_dict()
+        for kind, ids in (extra_references or {}).items():
+            references.setdefault(kind, [])
+            references[kind] += [i for i in ids if i not in references[kind]]
+        return Finding(
+            control_id=self.id,
+            title=title or self.title,
+            severity=severity or self.severity,
+            status=status,
+            resource=resource,
+            scanner=scanner,
+            evidence=evidence or Evidence(),
+            remediation=remediation if remediation is not None else self.remediation,
+            references=references,
+            message=message,
+            rule=rule,
+            discriminator=discriminator,
+            score=score,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -212,7 +258,7 @@ def _validate_check(source: str, cid: str, check: Any) -> dict[str, Any]:
     if missing:
         raise _fail(source, cid, f"check {ctype} is missing {', '.join(sorted(missing))}")
     unknown = params - spec.required - spec.optional
-    if unknown:
+    if unknown and not spec.open_params:
         raise _fail(source, cid, f"check {ctype} has unknown parameter(s) {', '.join(sorted(unknown))}")
     if "op" in check and check["op"] not in OPS:
         raise _fail(source, cid, f"unknown op {check['op']!r} (known: {', '.join(sorted(OPS))})")
