@@ -18,7 +18,7 @@ GOOD: dict[str, Any] = {
     "rationale": "Because.",
     "remediation": "Fix it.",
     "references": {"soc2": ["CC6.1"], "iso27001": ["A.8.9"]},
-    "check": {"type": "sysctl", "key": "net.ipv4.ip_forward", "value": "0"},
+    "check": {"type": "sysctl", "values": {"net.ipv4.ip_forward": 0}},
 }
 
 
@@ -57,8 +57,8 @@ def test_digest_changes_when_a_control_changes(tmp_path: Path) -> None:
         ({**GOOD, "references": {}}, "control TST-001: references must be a non-empty mapping"),
         ({**GOOD, "references": {**GOOD["references"], "pci": ["1"]}}, "unknown framework 'pci'"),
         ({**GOOD, "check": {"type": "telepathy"}}, "control TST-001: unknown check type 'telepathy'"),
-        ({**GOOD, "check": {"type": "sysctl", "key": "x"}}, "check sysctl is missing value"),
-        ({**GOOD, "check": {"type": "sysctl", "key": "x", "value": 1, "extra": 2}}, "unknown parameter(s) extra"),
+        ({**GOOD, "check": {"type": "sysctl"}}, "check sysctl is missing values"),
+        ({**GOOD, "check": {"type": "sysctl", "values": {"x": 1}, "extra": 2}}, "unknown parameter(s) extra"),
         ({**GOOD, "check": {"type": "sshd_config", "key": "x", "op": "like", "value": 1}}, "unknown op 'like'"),
         ({**GOOD, "id": "bad id"}, "invalid or missing control id 'bad id'"),
         ({**GOOD, "role": "magic_hardening"}, "unknown role 'magic_hardening'"),

@@ -1,0 +1,821 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: preaudit contributors. Apache-2.0.
+"""Evaluate the catalog's declarative host checks on the target in one module call."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: host_audit
+short_description: Evaluate preaudit's declarative host checks in one call
+description:
+  - Receives the host checks of the preaudit control catalog and evaluates all of them on the
+    target, returning for each control its status (pass, fail, error, not_applicable) with the
+    observed and expected values as evidence.
+  - Reads only; never changes the host. Supports check mode.
+  - Runs with the Python standard library only.
+options:
+  checks:
+    description:
+      - List of C(id), C(check) (the catalog check mapping) and C(container)
+        (applies, persist_only, not_applicable).
+    type: list
+    elements: dict
+    required: true
+  discover_tls:
+    description: Probe listening TCP ports with a TLS handshake and report those that speak TLS.
+    type: bool
+    default: true
+author: preaudit
+"""
+
+EXAMPLES = r"""
+- name: Audit the host against the catalog
+  host_audit:
+    checks: "{{ preaudit_host_checks }}"
+"""
+
+RETURN = r"""
+controls:
+  description: Map of control id to status, observed, expected, message and details.
+  returned: always
+  type: dict
+host:
+  description: Host facts the scanners need (virtualisation, listening TLS ports).
+  returned: always
+  type: dict
+"""
+
+import fnmatch
+import glob
+import grp
+import json
+import os
+import pwd
+import re
+import socket
+import ssl
+import stat
+import subprocess
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+PSEUDO_FS = frozenset(
+    [
+        "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs",
+        "pstore", "bpf", "mqueue", "hugetlbfs", "fusectl", "configfs", "binfmt_misc", "autofs", "efivarfs",
+        "nsfs", "rpc_pipefs", "overlay_proc",
+    ]
+)  # fmt: skip
+SKIP_DIRS = frozenset(["/proc", "/sys", "/dev", "/run", "/var/lib/docker", "/var/lib/containerd", "/snap"])
+MODPROBE_DIRS = ("/lib/modprobe.d", "/usr/lib/modprobe.d", "/run/modprobe.d", "/etc/modprobe.d")
+SYSCTL_DIRS = ("/usr/lib/sysctl.d", "/lib/sysctl.d", "/run/sysctl.d", "/etc/sysctl.d")
+
+
+class CheckError(Exception):
+    """The check could not be evaluated (missing tool, unreadable file); reported as status error."""
+
+
+def run(argv, timeout=30):
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, check=False)
+    except OSError as exc:
+        raise CheckError("cannot run %s: %s" % (argv[0], exc)) from None
+    except subprocess.TimeoutExpired:
+        raise CheckError("%s timed out" % argv[0]) from None
+    return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+
+
+def read_text(path):
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CheckError("cannot read %s: %s" % (path, exc)) from None
+
+
+# -- comparisons --------------------------------------------------------------------------
+
+
+def as_number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise CheckError("%r is not a number" % (value,)) from None
+
+
+def as_list(value):
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [v for v in re.split(r"[,\s]+", str(value)) if v]
+
+
+def compare(observed, op, expected):
+    """True when ``observed`` satisfies ``op`` against ``expected``."""
+    if op == "equals":
+        return observed is not None and str(observed).lower() == str(expected).lower()
+    if op == "not_equals":
+        return observed is None or str(observed).lower() != str(expected).lower()
+    if op == "in":
+        return observed is not None and str(observed).lower() in [str(e).lower() for e in expected]
+    if op == "not_in":
+        return observed is None or str(observed).lower() not in [str(e).lower() for e in expected]
+    if op == "min":
+        return observed is not None and as_number(observed) >= as_number(expected)
+    if op == "max":
+        return observed is not None and as_number(observed) <= as_number(expected)
+    if op == "range":
+        return observed is not None and as_number(expected[0]) <= as_number(observed) <= as_number(expected[1])
+    if op == "subset":
+        return observed is not None and set(as_list(observed)) <= set(as_list(expected))
+    if op == "includes":
+        return observed is not None and set(as_list(expected)) <= set(as_list(observed))
+    if op == "excludes":
+        return not (set(as_list(observed)) & set(as_list(expected)))
+    if op == "regex":
+        return observed is not None and re.search(str(expected), str(observed)) is not None
+    raise CheckError("unknown op %s" % op)
+
+
+def result(ok, observed, expected, message="", **details):
+    return {
+        "status": "pass" if ok else "fail",
+        "observed": observed,
+        "expected": expected,
+        "message": message,
+        "details": details,
+    }
+
+
+def not_applicable(observed, expected, message, **details):
+    data = result(True, observed, expected, message, **details)
+    data["status"] = "not_applicable"
+    return data
+
+
+# -- the host ----------------------------------------------------------------------------
+
+
+class Host(object):
+    """Lazily gathered, cached facts shared by the evaluators (one `sshd -T`, one tree walk)."""
+
+    def __init__(self):
+        self._cache = {}
+
+    def cached(self, key, producer):
+        if key not in self._cache:
+            self._cache[key] = producer()
+        return self._cache[key]
+
+    @property
+    def container(self):
+        def detect():
+            code, out, _err = run(["systemd-detect-virt", "--container"])
+            name = out.strip()
+            if code == 0 and name and name != "none":
+                return name
+            if os.path.exists("/.dockerenv"):
+                return "docker"
+            return None
+
+        return self.cached("container", detect)
+
+    def sshd(self):
+        def produce():
+            code, out, err = run(["sshd", "-T"])
+            if code != 0:
+                raise CheckError("sshd -T failed: %s" % (err.strip().splitlines() or ["exit %d" % code])[-1])
+            values = {}
+            for line in out.splitlines():
+                key, _sep, value = line.partition(" ")
+                if key in values:
+                    values[key] += " " + value
+                else:
+                    values[key] = value
+            return values
+
+        return self.cached("sshd", produce)
+
+    def passwd(self):
+        return self.cached("passwd", lambda: dict((p.pw_uid, p) for p in pwd.getpwall()))
+
+    def groups(self):
+        return self.cached("groups", lambda: dict((g.gr_gid, g) for g in grp.getgrall()))
+
+    def mounts(self):
+        def produce():
+            mounts = {}
+            text = read_text("/proc/self/mountinfo") or ""
+            for line in text.splitlines():
+                left, _sep, right = line.partition(" - ")
+                fields = left.split()
+                rfields = right.split()
+                if len(fields) < 6 or len(rfields) < 3:
+                    continue
+                point = fields[4].replace("\\040", " ")
+                options = set(fields[5].split(",")) | set(rfields[2].split(","))
+                mounts[point] = {"fstype": rfields[0], "options": sorted(options)}
+            return mounts
+
+        return self.cached("mounts", produce)
+
+    def walk(self):
+        """One walk of the local file systems collecting world-writable, SUID/SGID and unowned files."""
+
+        def produce():
+            pseudo = set(p for p, m in self.mounts().items() if m["fstype"] in PSEUDO_FS)
+            uids = self.passwd()
+            gids = self.groups()
+            found = {"ww_dirs_no_sticky": [], "ww_files": [], "suid_sgid": [], "unowned": []}
+            stack = ["/"]
+            while stack:
+                directory = stack.pop()
+                try:
+                    entries = list(os.scandir(directory))
+                except OSError:
+                    continue
+                for entry in entries:
+                    path = entry.path
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    mode = st.st_mode
+                    if stat.S_ISLNK(mode):
+                        continue
+                    if st.st_uid not in uids or st.st_gid not in gids:
+                        found["unowned"].append(path)
+                    if stat.S_ISDIR(mode):
+                        if (mode & stat.S_IWOTH) and not (mode & stat.S_ISVTX):
+                            found["ww_dirs_no_sticky"].append(path)
+                        if path not in SKIP_DIRS and path not in pseudo:
+                            stack.append(path)
+                    elif stat.S_ISREG(mode):
+                        if mode & stat.S_IWOTH:
+                            found["ww_files"].append(path)
+                        if mode & (stat.S_ISUID | stat.S_ISGID):
+                            found["suid_sgid"].append(path)
+            for key in found:
+                found[key].sort()
+            return found
+
+        return self.cached("walk", produce)
+
+
+# -- evaluators --------------------------------------------------------------------------
+
+
+def check_sshd_config(host, check, _ctx):
+    key = check["key"].lower()
+    observed = host.sshd().get(key)
+    return result(compare(observed, check["op"], check["value"]), observed, {check["op"]: check["value"]})
+
+
+def check_sshd_host_keys(host, check, _ctx):
+    configured = as_list(host.sshd().get("hostkey", ""))
+    keys = []
+    bad = []
+    for path in configured:
+        pub = path + ".pub"
+        if not os.path.exists(path):
+            continue
+        code, out, _err = run(["ssh-keygen", "-l", "-f", pub if os.path.exists(pub) else path])
+        if code != 0:
+            bad.append("%s (unreadable)" % path)
+            continue
+        fields = out.split()
+        bits = int(fields[0])
+        kind = fields[-1].strip("()").lower()
+        keys.append({"path": path, "type": kind, "bits": bits})
+        if kind not in [t.lower() for t in check["allowed_types"]] or (kind == "rsa" and bits < check["min_rsa_bits"]):
+            bad.append("%s (%s %d)" % (path, kind, bits))
+    observed = ["%s %s %d" % (k["path"], k["type"], k["bits"]) for k in keys]
+    expected = "types %s, RSA >= %d bits" % ("/".join(check["allowed_types"]), check["min_rsa_bits"])
+    if not keys:
+        return result(False, observed, expected, "sshd has no usable host key")
+    return result(not bad, observed, expected, ("weak host keys: " + ", ".join(bad)) if bad else "", weak=bad)
+
+
+def check_sshd_moduli(_host, check, _ctx):
+    text = read_text("/etc/ssh/moduli")
+    if text is None:
+        return result(True, "no /etc/ssh/moduli", ">= %d bits" % check["min_bits"], "built-in groups only")
+    sizes = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 7 and not line.startswith("#") and fields[4].isdigit():
+            sizes.append(int(fields[4]))
+    weak = len([s for s in sizes if s < check["min_bits"]])
+    observed = {"smallest": min(sizes) if sizes else None, "below_minimum": weak, "total": len(sizes)}
+    return result(weak == 0, observed, ">= %d bits" % check["min_bits"])
+
+
+def sysctl_persisted(key):
+    """The value systemd-sysctl would apply at boot: later files win, /etc overrides /usr/lib by name."""
+    files = {}
+    for directory in SYSCTL_DIRS:
+        for path in glob.glob(os.path.join(directory, "*.conf")):
+            files[os.path.basename(path)] = path
+    ordered = [files[name] for name in sorted(files)]
+    if os.path.exists("/etc/sysctl.conf"):
+        ordered.append("/etc/sysctl.conf")
+    value = None
+    source = None
+    for path in ordered:
+        for line in (read_text(path) or "").splitlines():
+            line = line.strip()
+            if not line or line[0] in "#;" or "=" not in line:
+                continue
+            name, _sep, val = line.partition("=")
+            if name.strip().lstrip("-").replace("/", ".") == key:
+                value = val.strip()
+                source = path
+    return value, source
+
+
+def sysctl_one(host, key, expected):
+    """(status, observed, message) of one kernel setting, runtime and persisted."""
+    path = "/proc/sys/" + key.replace(".", "/")
+    runtime_text = read_text(path)
+    runtime = " ".join(runtime_text.split()) if runtime_text is not None else None
+    persisted, source = sysctl_persisted(key)
+    expected = " ".join(str(expected).split())
+    persisted_ok = persisted is not None and " ".join(persisted.split()) == expected
+    observed = {"runtime": runtime, "persisted": persisted, "persisted_in": source}
+    if runtime is None:
+        return "not_applicable", observed, "the kernel has no %s" % key
+    if runtime == expected:
+        return ("pass", observed, "") if persisted_ok else ("fail", observed, "set at runtime but not persisted")
+    if not os.access(path, os.W_OK) and host.container:
+        if persisted_ok:
+            message = "persisted; the running value belongs to the %s host's kernel (read-only)" % host.container
+            return "not_applicable", observed, message
+        return "fail", observed, "not persisted (read-only at runtime in this container)"
+    return "fail", observed, "runtime value differs"
+
+
+def service_active(name):
+    return systemd_state(name)[1] == "active"
+
+
+def check_sysctl(host, check, _ctx):
+    expected = dict((k, str(v)) for k, v in check["values"].items())
+    exempt = check.get("exempt_if_active")
+    if exempt and service_active(exempt):
+        return not_applicable(None, expected, "exempt while %s is active" % exempt)
+    observed = {}
+    statuses = {}
+    messages = []
+    for key, value in sorted(expected.items()):
+        status, seen, message = sysctl_one(host, key, value)
+        observed[key] = seen
+        statuses[key] = status
+        if message:
+            messages.append("%s: %s" % (key, message))
+    failed = sorted(k for k, st in statuses.items() if st == "fail")
+    if failed:
+        return result(False, observed, expected, "; ".join(m for m in messages if m.split(":")[0] in failed))
+    if all(st == "not_applicable" for st in statuses.values()):
+        return not_applicable(observed, expected, "; ".join(messages), runtime_applied=False)
+    runtime_not_applied = sorted(k for k, st in statuses.items() if st == "not_applicable")
+    return result(True, observed, expected, "; ".join(messages), runtime_not_applied=runtime_not_applied)
+
+
+def _mode_ok(actual, allowed):
+    return (actual & 0o7777) & ~allowed == 0
+
+
+def check_file_mode(_host, check, _ctx):
+    allowed = int(str(check["mode"]), 8)
+    paths = sorted(glob.glob(check["path"]))
+    expected = {"mode": "%04o or stricter" % allowed}
+    if check.get("owner"):
+        expected["owner"] = check["owner"]
+    if check.get("group"):
+        expected["group"] = check["group"]
+    if not paths:
+        if check.get("missing_ok"):
+            return not_applicable("absent", expected, "%s does not exist" % check["path"])
+        return result(False, "absent", expected, "%s does not exist" % check["path"])
+    observed = {}
+    bad = []
+    for path in paths:
+        st = os.lstat(path)
+        owner = _name(pwd.getpwuid, st.st_uid)
+        group = _name(grp.getgrgid, st.st_gid)
+        observed[path] = "%04o %s:%s" % (st.st_mode & 0o7777, owner, group)
+        if (
+            not _mode_ok(st.st_mode, allowed)
+            or (check.get("owner") and owner != check["owner"])
+            or (check.get("group") and group != check["group"])
+        ):
+            bad.append(path)
+    return result(not bad, observed, expected, ("wrong: " + ", ".join(bad)) if bad else "")
+
+
+def _name(lookup, ident):
+    try:
+        entry = lookup(ident)
+        return getattr(entry, "pw_name", None) or entry.gr_name
+    except KeyError:
+        return str(ident)
+
+
+def check_file_content(_host, check, _ctx):
+    paths = sorted(p for p in glob.glob(check["path"]) if os.path.isfile(p))
+    pattern = re.compile(check["pattern"], re.MULTILINE)
+    want = bool(check["present"])
+    expected = ("%s in %s" if want else "no %s in %s") % (check["pattern"], check["path"])
+    if not paths:
+        if check.get("missing_ok") or not want:
+            return not_applicable("absent", expected, "%s does not exist" % check["path"])
+        return result(False, "absent", expected, "%s does not exist" % check["path"])
+    matches = {}
+    for path in paths:
+        found = [m.group(0) for m in pattern.finditer(read_text(path) or "")]
+        if found:
+            matches[path] = found[:5]
+    ok = bool(matches) if want else not matches
+    return result(ok, matches or "no match", expected)
+
+
+def dpkg_status(name):
+    code, out, _err = run(["dpkg-query", "-W", "-f=${Status} ${Version}", name])
+    if code != 0:
+        return None
+    parts = out.split()
+    if len(parts) >= 3 and parts[2] == "installed":
+        return parts[3] if len(parts) > 3 else "installed"
+    return None
+
+
+def check_package(_host, check, _ctx):
+    version = dpkg_status(check["name"])
+    installed = version is not None
+    observed = ("installed %s" % version) if installed else "not installed"
+    return result(installed == (check["state"] == "present"), observed, check["state"])
+
+
+def systemd_state(unit):
+    _code, enabled, _err = run(["systemctl", "is-enabled", unit])
+    _code, active, _err = run(["systemctl", "is-active", unit])
+    return enabled.strip() or "not-found", active.strip() or "unknown"
+
+
+def check_service(host, check, ctx):
+    outcomes = [service_outcome(host, name, check["state"], ctx) for name in check["names"]]
+    observed = dict((name, o["observed"]) for name, o in zip(check["names"], outcomes, strict=True))
+    failed = [name for name, o in zip(check["names"], outcomes, strict=True) if o["status"] == "fail"]
+    if failed:
+        return result(False, observed, check["state"], "not %s: %s" % (check["state"], ", ".join(failed)))
+    if all(o["status"] == "not_applicable" for o in outcomes):
+        return not_applicable(observed, check["state"], "; ".join(o["message"] for o in outcomes))
+    return result(True, observed, check["state"])
+
+
+def service_outcome(host, name, state, ctx):
+    enabled, active = systemd_state(name)
+    observed = {"enabled": enabled, "active": active}
+    if state == "running":
+        ok = enabled in ("enabled", "static", "alias") and active == "active"
+        if not ok and ctx["container_behaviour"] == "persist_only" and host.container and enabled == "enabled":
+            return not_applicable(
+                observed, state, "enabled; it cannot run inside a %s container" % host.container, runtime_applied=False
+            )
+    elif state == "enabled":
+        ok = enabled in ("enabled", "static", "alias")
+    elif state == "stopped":
+        ok = enabled not in ("enabled",) and active != "active"
+    elif state == "masked_or_absent":
+        ok = enabled in ("masked", "not-found", "")
+    else:
+        raise CheckError("unknown service state %s" % state)
+    return result(ok, observed, state)
+
+
+def modprobe_directives():
+    install = {}
+    blacklist = set()
+    for directory in MODPROBE_DIRS:
+        for path in sorted(glob.glob(os.path.join(directory, "*.conf"))):
+            for line in (read_text(path) or "").splitlines():
+                fields = line.split()
+                if len(fields) >= 3 and fields[0] == "install":
+                    install[fields[1].replace("-", "_")] = " ".join(fields[2:])
+                elif len(fields) >= 2 and fields[0] == "blacklist":
+                    blacklist.add(fields[1].replace("-", "_"))
+    return install, blacklist
+
+
+def check_kernel_module(host, check, ctx):
+    name = check["name"].replace("-", "_")
+    install, blacklist = host.cached("modprobe", modprobe_directives)
+    loaded_text = read_text("/proc/modules") or ""
+    loaded = any(line.split()[0] == name for line in loaded_text.splitlines() if line.split())
+    disabled = install.get(name, "").split()[:1] in (
+        ["/bin/false"],
+        ["/bin/true"],
+        ["/usr/bin/false"],
+        ["/usr/bin/true"],
+    )
+    observed = {"install": install.get(name), "blacklisted": name in blacklist, "loaded": loaded}
+    expected = "install %s /bin/false and blacklisted, not loaded" % name
+    if disabled and name in blacklist and loaded and host.container:
+        return not_applicable(observed, expected, "disabled; loaded by the %s host's kernel" % host.container)
+    return result(disabled and name in blacklist and not loaded, observed, expected)
+
+
+def check_mount_option(host, check, _ctx):
+    mount = host.mounts().get(check["mount"])
+    expected = sorted(check["options"])
+    if mount is None:
+        return result(False, "not a separate mount", {"options": expected}, "%s is not a mount point" % check["mount"])
+    missing = [o for o in expected if o not in mount["options"]]
+    return result(
+        not missing, mount["options"], {"options": expected}, ("missing: " + ", ".join(missing)) if missing else ""
+    )
+
+
+def login_defs():
+    values = {}
+    for line in (read_text("/etc/login.defs") or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and not fields[0].startswith("#"):
+            values[fields[0].upper()] = fields[1]
+    return values
+
+
+def check_login_defs(host, check, _ctx):
+    observed = host.cached("login_defs", login_defs).get(check["key"].upper())
+    return result(compare(observed, check["op"], check["value"]), observed, {check["op"]: check["value"]})
+
+
+def _shadow():
+    entries = {}
+    for line in (read_text("/etc/shadow") or "").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 9:
+            entries[fields[0]] = fields
+    return entries
+
+
+def check_accounts(host, check, _ctx):
+    rule = check["rule"]
+    if rule == "uid0_only_root":
+        uid0 = sorted(p.pw_name for p in pwd.getpwall() if p.pw_uid == 0)
+        return result(uid0 == ["root"], uid0, ["root"])
+    if rule == "no_empty_passwords":
+        empty = sorted(name for name, fields in host.cached("shadow", _shadow).items() if fields[1] == "")
+        return result(not empty, empty or "none", "no account with an empty password field")
+    if rule == "shadowed_passwords":
+        bad = sorted(p.pw_name for p in pwd.getpwall() if p.pw_passwd not in ("x", "*", "!"))
+        return result(not bad, bad or "none", "every password in /etc/shadow")
+    if rule == "password_max_days":
+        limit = int(check.get("value", 365))
+        bad = []
+        for name, fields in host.cached("shadow", _shadow).items():
+            usable = fields[1] and fields[1][0] not in "!*"
+            if usable and (not fields[4] or int(fields[4]) > limit):
+                bad.append("%s (%s)" % (name, fields[4] or "never"))
+        return result(not bad, sorted(bad) or "none", "accounts with a password expire within %d days" % limit)
+    if rule == "group_members":
+        spec = check.get("value") or {}
+        try:
+            group = grp.getgrnam(spec["group"])
+        except KeyError:
+            return not_applicable("no group %s" % spec["group"], spec, "group %s does not exist" % spec["group"])
+        members = set(group.gr_mem) | set(p.pw_name for p in pwd.getpwall() if p.pw_gid == group.gr_gid)
+        extra = sorted(members - set(spec.get("allowed", [])))
+        return result(not extra, sorted(members), {"allowed": spec.get("allowed", [])}, "", unapproved=extra)
+    if rule == "root_path":
+        code, out, _err = run(["su", "-", "root", "-s", "/bin/sh", "-c", "echo $PATH"])
+        if code != 0:
+            raise CheckError("cannot read root's login PATH")
+        path = out.strip()
+        bad = []
+        for part in path.split(":"):
+            if part in ("", ".") or not part.startswith("/"):
+                bad.append(part or "(empty)")
+            elif os.path.isdir(part):
+                st = os.stat(part)
+                if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                    bad.append(part)
+        return result(not bad, path, "absolute, root-owned, not group/world-writable directories", "", bad=bad)
+    raise CheckError("unknown accounts rule %s" % rule)
+
+
+def under(path, roots):
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def check_world_writable(host, check, _ctx):
+    walk = host.walk()
+    roots = check["paths"]
+    key = "ww_dirs_no_sticky" if check["rule"] == "sticky_dirs" else "ww_files"
+    found = [p for p in walk[key] if under(p, roots)]
+    expected = "none" if key == "ww_files" else "every world-writable directory has the sticky bit"
+    return result(not found, found[:50] or "none", expected, "", count=len(found))
+
+
+def check_suid_sgid(host, check, _ctx):
+    allow = check["allowlist"]
+    found = [p for p in host.walk()["suid_sgid"] if not any(fnmatch.fnmatchcase(p, a) for a in allow)]
+    found = [p for p in found if under(p, check["paths"])]
+    return result(not found, found[:50] or "none", "only allowlisted SUID/SGID binaries", "", count=len(found))
+
+
+def check_unowned_files(host, check, _ctx):
+    found = [p for p in host.walk()["unowned"] if under(p, check["paths"])]
+    return result(not found, found[:50] or "none", "every file has an existing owner and group", "", count=len(found))
+
+
+def audit_rules_text():
+    texts = []
+    for path in sorted(glob.glob("/etc/audit/rules.d/*.rules")):
+        texts.append(read_text(path) or "")
+    return "\n".join(texts)
+
+
+def check_auditd_rule(host, check, _ctx):
+    persisted = host.cached("audit_rules", audit_rules_text)
+    keys_persisted = set(re.findall(r"(?:-k\s+|key=)(\S+)", persisted))
+    missing = [k for k in check["keys"] if k not in keys_persisted]
+    observed = {"persisted_keys": sorted(keys_persisted & set(check["keys"]))}
+    _enabled, active = systemd_state("auditd")
+    if active == "active":
+        code, out, _err = run(["auditctl", "-l"])
+        loaded = set(re.findall(r"(?:-k\s+|key=)(\S+)", out)) if code == 0 else set()
+        observed["loaded_keys"] = sorted(loaded & set(check["keys"]))
+        missing += [k for k in check["keys"] if k not in loaded and k not in missing]
+    elif host.container and not missing:
+        return not_applicable(
+            observed, check["keys"], "rules persisted; auditd cannot run in a %s container" % host.container
+        )
+    return result(not missing, observed, {"keys": check["keys"]}, ("missing: " + ", ".join(missing)) if missing else "")
+
+
+def nft_ruleset():
+    code, out, err = run(["nft", "-j", "list", "ruleset"])
+    if code != 0:
+        raise CheckError("nft list ruleset failed: %s" % err.strip())
+    return json.loads(out).get("nftables", [])
+
+
+def accepted_tcp_ports(expressions):
+    """TCP destination ports that a rule (nft JSON expression list) accepts."""
+    if not any("accept" in e for e in expressions):
+        return set()
+    ports = set()
+    for expr in expressions:
+        match = expr.get("match") or {}
+        left = match.get("left") or {}
+        payload = left.get("payload") or {}
+        if payload.get("protocol") != "tcp" or payload.get("field") != "dport" or match.get("op") not in ("==", "in"):
+            continue
+        right = match.get("right")
+        values = right.get("set", []) if isinstance(right, dict) else [right]
+        ports |= set(v for v in values if isinstance(v, int))
+    return ports
+
+
+def check_nftables(host, check, _ctx):
+    if not any(os.path.exists(p) for p in ("/usr/sbin/nft", "/sbin/nft")):
+        return result(False, "nftables not installed", check["rule"])
+    items = host.cached("nft", nft_ruleset)
+    chains = [i["chain"] for i in items if "chain" in i]
+    input_chains = [c for c in chains if c.get("hook") == "input" and c.get("type") == "filter"]
+    if check["rule"] == "input_policy_drop":
+        families = set(c.get("family") for c in input_chains if c.get("policy") == "drop")
+        ok = "inet" in families or {"ip", "ip6"} <= families
+        observed = ["%s %s policy %s" % (c.get("family"), c.get("name"), c.get("policy")) for c in input_chains]
+        return result(ok, observed or "no input chain", "input chain with policy drop for IPv4 and IPv6")
+    if check["rule"] == "allowed_ports":
+        names = set((c.get("family"), c.get("table"), c.get("name")) for c in input_chains)
+        accepted = set()
+        for item in items:
+            rule = item.get("rule")
+            if not rule or (rule.get("family"), rule.get("table"), rule.get("chain")) not in names:
+                continue
+            accepted |= accepted_tcp_ports(rule.get("expr", []))
+        wanted = [int(p) for p in check.get("ports", [])]
+        missing = [p for p in wanted if p not in accepted]
+        return result(
+            not missing,
+            {"accepted_tcp_ports": sorted(accepted)},
+            {"ports": wanted},
+            ("not accepted: %s" % missing) if missing else "",
+        )
+    raise CheckError("unknown nftables rule %s" % check["rule"])
+
+
+EVALUATORS = {
+    "sshd_config": check_sshd_config,
+    "sshd_host_keys": check_sshd_host_keys,
+    "sshd_moduli": check_sshd_moduli,
+    "sysctl": check_sysctl,
+    "file_mode": check_file_mode,
+    "file_content": check_file_content,
+    "package": check_package,
+    "service": check_service,
+    "kernel_module": check_kernel_module,
+    "mount_option": check_mount_option,
+    "login_defs": check_login_defs,
+    "accounts": check_accounts,
+    "world_writable": check_world_writable,
+    "suid_sgid": check_suid_sgid,
+    "unowned_files": check_unowned_files,
+    "auditd_rule": check_auditd_rule,
+    "nftables": check_nftables,
+}
+
+
+def error(message):
+    return {"status": "error", "observed": None, "expected": None, "message": message, "details": {}}
+
+
+def evaluate(host, item):
+    check = item["check"]
+    behaviour = item.get("container", "applies")
+    if behaviour == "not_applicable" and host.container:
+        return not_applicable(None, None, "does not apply inside a %s container" % host.container)
+    evaluator = EVALUATORS.get(check.get("type"))
+    if evaluator is None:
+        return {
+            "status": "error",
+            "observed": None,
+            "expected": None,
+            "message": "unknown check type %s" % check.get("type"),
+            "details": {},
+        }
+    try:
+        return evaluator(host, check, {"container_behaviour": behaviour})
+    except CheckError as exc:
+        return error(str(exc))
+    except Exception as exc:  # a bug in one evaluator must not hide the other results
+        return {
+            "status": "error",
+            "observed": None,
+            "expected": None,
+            "message": "%s: %s" % (type(exc).__name__, exc),
+            "details": {},
+        }
+
+
+def listening_tcp_ports():
+    ports = set()
+    for path, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in (read_text(path) or "").splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A":  # LISTEN
+                address, _sep, port = fields[1].partition(":")
+                if len(address) == width:
+                    ports.add(int(port, 16))
+    return sorted(ports)
+
+
+def speaks_tls(port, timeout=1.0):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+            raw.settimeout(timeout)
+            with context.wrap_socket(raw):
+                return True
+    except ssl.SSLError as exc:
+        # A TLS alert (e.g. protocol version refused) still proves the port speaks TLS; bytes
+        # that are not TLS at all (an HTTP error page, an SSH banner) show as a wrong version.
+        return "ALERT" in str(getattr(exc, "reason", "") or exc).upper()
+    except (OSError, ValueError):
+        return False
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            checks=dict(type="list", elements="dict", required=True), discover_tls=dict(type="bool", default=True)
+        ),
+        supports_check_mode=True,
+    )
+    started = time.time()
+    host = Host()
+    results = {}
+    for item in module.params["checks"]:
+        results[item["id"]] = evaluate(host, item)
+    facts = {"container": host.container, "hostname": socket.gethostname(), "listening_tcp": listening_tcp_ports()}
+    if module.params["discover_tls"]:
+        facts["tls_ports"] = [p for p in facts["listening_tcp"] if p not in (22,) and speaks_tls(p)]
+    facts["duration"] = round(time.time() - started, 3)
+    module.exit_json(changed=False, controls=results, host=facts)
+
+
+if __name__ == "__main__":
+    main()
