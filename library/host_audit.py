@@ -273,6 +273,13 @@ class Host(object):
 # -- evaluators --------------------------------------------------------------------------
 
 
+def sshd_value(host, key):
+    try:
+        return host.sshd().get(key)
+    except CheckError:
+        return None
+
+
 def check_sshd_config(host, check, _ctx):
     key = check["key"].lower()
     observed = host.sshd().get(key)
@@ -301,7 +308,7 @@ def check_sshd_host_keys(host, check, _ctx):
     expected = "types %s, RSA >= %d bits" % ("/".join(check["allowed_types"]), check["min_rsa_bits"])
     if not keys:
         return result(False, observed, expected, "sshd has no usable host key")
-    return result(not bad, observed, expected, ("weak host keys: " + ", ".join(bad)) if bad else "", weak=bad)
+    return result(not bad, observed, expected, ("weak host keys: " + ", ".join(bad)) if bad else "", weak=bad, keys=keys)
 
 
 def check_sshd_moduli(_host, check, _ctx):
@@ -418,7 +425,7 @@ def check_file_mode(_host, check, _ctx):
             or (check.get("group") and group != check["group"])
         ):
             bad.append(path)
-    return result(not bad, observed, expected, ("wrong: " + ", ".join(bad)) if bad else "")
+    return result(not bad, observed, expected, ("wrong: " + ", ".join(bad)) if bad else "", wrong=bad)
 
 
 def _name(lookup, ident):
@@ -574,18 +581,21 @@ def check_accounts(host, check, _ctx):
         return result(uid0 == ["root"], uid0, ["root"])
     if rule == "no_empty_passwords":
         empty = sorted(name for name, fields in host.cached("shadow", _shadow).items() if fields[1] == "")
-        return result(not empty, empty or "none", "no account with an empty password field")
+        return result(not empty, empty or "none", "no account with an empty password field", "", users=empty)
     if rule == "shadowed_passwords":
         bad = sorted(p.pw_name for p in pwd.getpwall() if p.pw_passwd not in ("x", "*", "!"))
         return result(not bad, bad or "none", "every password in /etc/shadow")
     if rule == "password_max_days":
         limit = int(check.get("value", 365))
-        bad = []
+        exempt = set(check.get("exempt", []))
+        bad = {}
         for name, fields in host.cached("shadow", _shadow).items():
             usable = fields[1] and fields[1][0] not in "!*"
-            if usable and (not fields[4] or int(fields[4]) > limit):
-                bad.append("%s (%s)" % (name, fields[4] or "never"))
-        return result(not bad, sorted(bad) or "none", "accounts with a password expire within %d days" % limit)
+            if usable and name not in exempt and (not fields[4] or int(fields[4]) > limit):
+                bad[name] = fields[4] or "never"
+        observed = ["%s (%s)" % (n, d) for n, d in sorted(bad.items())] or "none"
+        expected = "accounts with a usable password expire within %d days" % limit
+        return result(not bad, observed, expected, "", users=sorted(bad))
     if rule == "group_members":
         spec = check.get("value") or {}
         try:
@@ -622,19 +632,22 @@ def check_world_writable(host, check, _ctx):
     key = "ww_dirs_no_sticky" if check["rule"] == "sticky_dirs" else "ww_files"
     found = [p for p in walk[key] if under(p, roots)]
     expected = "none" if key == "ww_files" else "every world-writable directory has the sticky bit"
-    return result(not found, found[:50] or "none", expected, "", count=len(found))
+    return result(not found, found[:50] or "none", expected, "", count=len(found), paths=found)
 
 
 def check_suid_sgid(host, check, _ctx):
     allow = check["allowlist"]
     found = [p for p in host.walk()["suid_sgid"] if not any(fnmatch.fnmatchcase(p, a) for a in allow)]
     found = [p for p in found if under(p, check["paths"])]
-    return result(not found, found[:50] or "none", "only allowlisted SUID/SGID binaries", "", count=len(found))
+    return result(
+        not found, found[:50] or "none", "only allowlisted SUID/SGID binaries", "", count=len(found), paths=found
+    )
 
 
 def check_unowned_files(host, check, _ctx):
     found = [p for p in host.walk()["unowned"] if under(p, check["paths"])]
-    return result(not found, found[:50] or "none", "every file has an existing owner and group", "", count=len(found))
+    message = "every file has an existing owner and group"
+    return result(not found, found[:50] or "none", message, "", count=len(found), paths=found)
 
 
 def audit_rules_text():
@@ -810,7 +823,16 @@ def main():
     results = {}
     for item in module.params["checks"]:
         results[item["id"]] = evaluate(host, item)
-    facts = {"container": host.container, "hostname": socket.gethostname(), "listening_tcp": listening_tcp_ports()}
+    facts = {
+        "container": host.container,
+        "hostname": socket.gethostname(),
+        "listening_tcp": listening_tcp_ports(),
+        "efi": os.path.isdir("/sys/firmware/efi"),
+        "mounted_fstypes": sorted(set(m["fstype"] for m in host.mounts().values())),
+        "mounts": dict((p, m["options"]) for p, m in host.mounts().items() if p in ("/tmp", "/dev/shm")),
+        "docker": any(os.path.exists(p) for p in ("/usr/bin/dockerd", "/usr/sbin/dockerd")),
+        "sshd_ports": sorted(int(p) for p in as_list(sshd_value(host, "port"))),
+    }
     if module.params["discover_tls"]:
         facts["tls_ports"] = [p for p in facts["listening_tcp"] if p not in (22,) and speaks_tls(p)]
     facts["duration"] = round(time.time() - started, 3)

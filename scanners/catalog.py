@@ -87,7 +87,7 @@ CHECK_TYPES: dict[str, CheckType] = {
     "kernel_module": _ct("host", {"name"}),
     "mount_option": _ct("host", {"mount", "options"}),
     "login_defs": _ct("host", {"key", "op", "value"}),
-    "accounts": _ct("host", {"rule"}, {"value"}),
+    "accounts": _ct("host", {"rule"}, {"value", "exempt"}),
     "world_writable": _ct("host", {"paths", "rule"}),
     "suid_sgid": _ct("host", {"paths", "allowlist"}),
     "unowned_files": _ct("host", {"paths"}),
