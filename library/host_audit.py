@@ -193,7 +193,7 @@ class Host(object):
             code, out, err = run(["sshd", "-T"])
             if code != 0:
                 raise CheckError("sshd -T failed: %s" % (err.strip().splitlines() or ["exit %d" % code])[-1])
-            values = {}
+            values: dict[str, str] = {}
             for line in out.splitlines():
                 key, _sep, value = line.partition(" ")
                 if key in values:
@@ -234,7 +234,7 @@ class Host(object):
             pseudo = set(p for p, m in self.mounts().items() if m["fstype"] in PSEUDO_FS)
             uids = self.passwd()
             gids = self.groups()
-            found = {"ww_dirs_no_sticky": [], "ww_files": [], "suid_sgid": [], "unowned": []}
+            found: dict[str, list[str]] = {"ww_dirs_no_sticky": [], "ww_files": [], "suid_sgid": [], "unowned": []}
             stack = ["/"]
             while stack:
                 directory = stack.pop()
@@ -308,7 +308,8 @@ def check_sshd_host_keys(host, check, _ctx):
     expected = "types %s, RSA >= %d bits" % ("/".join(check["allowed_types"]), check["min_rsa_bits"])
     if not keys:
         return result(False, observed, expected, "sshd has no usable host key")
-    return result(not bad, observed, expected, ("weak host keys: " + ", ".join(bad)) if bad else "", weak=bad, keys=keys)
+    message = ("weak host keys: " + ", ".join(bad)) if bad else ""
+    return result(not bad, observed, expected, message, weak=bad, keys=keys)
 
 
 def check_sshd_moduli(_host, check, _ctx):
@@ -552,7 +553,7 @@ def check_mount_option(host, check, _ctx):
 
 
 def login_defs():
-    values = {}
+    values: dict[str, str] = {}
     for line in (read_text("/etc/login.defs") or "").splitlines():
         fields = line.split()
         if len(fields) >= 2 and not fields[0].startswith("#"):
@@ -588,14 +589,14 @@ def check_accounts(host, check, _ctx):
     if rule == "password_max_days":
         limit = int(check.get("value", 365))
         exempt = set(check.get("exempt", []))
-        bad = {}
+        overdue = {}
         for name, fields in host.cached("shadow", _shadow).items():
             usable = fields[1] and fields[1][0] not in "!*"
             if usable and name not in exempt and (not fields[4] or int(fields[4]) > limit):
-                bad[name] = fields[4] or "never"
-        observed = ["%s (%s)" % (n, d) for n, d in sorted(bad.items())] or "none"
+                overdue[name] = fields[4] or "never"
+        observed = ["%s (%s)" % (n, d) for n, d in sorted(overdue.items())] or "none"
         expected = "accounts with a usable password expire within %d days" % limit
-        return result(not bad, observed, expected, "", users=sorted(bad))
+        return result(not overdue, observed, expected, "", users=sorted(overdue))
     if rule == "group_members":
         spec = check.get("value") or {}
         try:

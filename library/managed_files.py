@@ -216,7 +216,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    result = {"changed_paths": [], "backups": {}, "diff": []}
+    result: dict[str, object] = {"changed_paths": [], "backups": {}, "diff": []}
     for spec in module.params["files"]:
         if not spec.get("path"):
             module.fail_json(msg="every file needs a path: %r" % (spec,))
@@ -224,7 +224,7 @@ def main():
             ensure_file(module, spec, result)
         except (OSError, KeyError) as exc:
             module.fail_json(msg="%s: %s" % (spec["path"], exc), **result)
-    by_path = {}
+    by_path: dict[str, list[dict[str, str]]] = {}
     for edit in module.params["lines"]:
         by_path.setdefault(edit["path"], []).append(edit)
     for path, edits in by_path.items():

@@ -17,7 +17,7 @@ BIN = Path(sys.executable).parent
     [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
-        ["mypy", "scanners", "tests"],
+        ["mypy", "scanners", "tests", "library", "filter_plugins"],
     ],
     ids=["ruff", "ruff-format", "mypy"],
 )
