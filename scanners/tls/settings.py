@@ -5,12 +5,16 @@ Bad values are the caller's mistake and raise ``InputError`` before anything is 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import ssl
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 from sslyze.mozilla_tls_profile.tls_config_checker import (
     MozillaTlsConfiguration,
     TlsConfigurationAsJson,
@@ -27,8 +31,22 @@ MODERN_MIN_RSA_BITS = 3072
 DEFAULT_MIN_RSA_BITS = 2048
 # "ffdhe2048 or larger": the floor when the profile names no DH size.
 MIN_DH_BITS = 2048
+NEGATIVE_SERIAL_WARNING = "Parsed a serial number which wasn't positive"
 # Mozilla's version names; reports say TLSv1.0 where Mozilla says TLSv1.
 _VERSION_DISPLAY = {"TLSv1": "TLSv1.0"}
+
+
+@contextlib.contextmanager
+def quiet_trust_store_warnings() -> Iterator[None]:
+    """Hide cryptography's warning about roots with a negative serial number while trust stores load.
+
+    Debian's store and sslyze's bundled ones hold such a root; the warning is about the store, not
+    the scanned server, and would otherwise reach every user's terminal. The filter is process-wide
+    while active (Python's warning filters are), so it matches that one message only.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=NEGATIVE_SERIAL_WARNING, category=CryptographyDeprecationWarning)
+        yield
 
 
 def display_version(mozilla_name: str) -> str:
@@ -81,7 +99,8 @@ def _load_anchor_file(path: Path, label: str) -> TrustAnchors:
     except OSError as exc:
         raise InputError(f"CA file {path}: cannot read: {exc.strerror or exc}") from None
     try:
-        certificates = tuple(x509.load_pem_x509_certificates(data))
+        with quiet_trust_store_warnings():
+            certificates = tuple(x509.load_pem_x509_certificates(data))
     except ValueError:
         raise InputError(f"CA file {path}: no PEM certificate in it") from None
     return TrustAnchors(path, label, certificates)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocat
 
 from scanners import __version__
 from scanners.scanning import TlsEndpoint
-from scanners.tls.settings import ScanSettings
+from scanners.tls.settings import ScanSettings, quiet_trust_store_warnings
 
 SCAN_COMMANDS = frozenset(SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER | {ScanCommand.HTTP_HEADERS})
 # The probe already proved each endpoint answers; one retry is enough for a dropped connection.
@@ -47,27 +46,19 @@ def _request(target: Target, settings: ScanSettings) -> ServerScanRequest:
     )
 
 
-def load_bundled_trust_stores() -> None:
-    """Parse sslyze's trust stores once, here, before its threads race to (its loader is not thread-safe).
-
-    One of the bundled stores holds a root with a negative serial number, which cryptography warns
-    about on every load; the warning is about sslyze's data, not the scanned server, so it is hidden.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
-        TrustStoresRepository.get_default()
-
-
 def run_sslyze(targets: Sequence[Target], settings: ScanSettings) -> Iterator[tuple[Target, ServerScanResult]]:
     """Yield each target with its result as sslyze finishes it (all targets scan in parallel)."""
-    load_bundled_trust_stores()
     by_uuid = {}
     requests = []
     for target in targets:
         request = _request(target, settings)
         by_uuid[request.uuid] = target
         requests.append(request)
-    scanner = Scanner()
-    scanner.queue_scans(requests)
-    for result in scanner.get_results():
-        yield by_uuid[result.uuid], result
+    # sslyze loads its trust stores and the CA file in its worker threads, per scan.
+    with quiet_trust_store_warnings():
+        # Its loader of bundled stores is not thread-safe: load them once, here, before the threads start.
+        TrustStoresRepository.get_default()
+        scanner = Scanner()
+        scanner.queue_scans(requests)
+        for result in scanner.get_results():
+            yield by_uuid[result.uuid], result
