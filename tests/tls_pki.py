@@ -193,20 +193,28 @@ class TestCa:
         _write_key(key, key_file)
         return KeyPair(cert, cert_file, key_file)
 
-    def ocsp_response(self, leaf: x509.Certificate, path: Path) -> Path:
-        """A DER OCSP response saying ``leaf`` is good, signed by the CA, for ``ssl_stapling_file``."""
+    def ocsp_response(
+        self,
+        leaf: x509.Certificate,
+        path: Path,
+        *,
+        status: ocsp.OCSPCertStatus = ocsp.OCSPCertStatus.GOOD,
+        next_update_days: int = 7,
+    ) -> Path:
+        """A DER OCSP response about ``leaf``, signed by the CA, for ``ssl_stapling_file``."""
         now = datetime.now(UTC)
+        revoked = status == ocsp.OCSPCertStatus.REVOKED
         response = (
             ocsp.OCSPResponseBuilder()
             .add_response(
                 cert=leaf,
                 issuer=self.certificate,
                 algorithm=hashes.SHA1(),  # the CertID hash every OCSP client understands (RFC 6960)
-                cert_status=ocsp.OCSPCertStatus.GOOD,
-                this_update=now - timedelta(minutes=5),
-                next_update=now + timedelta(days=7),
-                revocation_time=None,
-                revocation_reason=None,
+                cert_status=status,
+                this_update=now - timedelta(days=max(1, -next_update_days + 1)),
+                next_update=now + timedelta(days=next_update_days),
+                revocation_time=now - timedelta(days=1) if revoked else None,
+                revocation_reason=x509.ReasonFlags.key_compromise if revoked else None,
             )
             .responder_id(ocsp.OCSPResponderEncoding.HASH, self.certificate)
             # OpenSSL's OCSP_basic_verify looks for the signer among the response's certificates.
