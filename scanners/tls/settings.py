@@ -113,7 +113,8 @@ def trust_anchors(ca_file: Path | None) -> TrustAnchors:
     system = ssl.get_default_verify_paths().cafile
     if system and Path(system).is_file():
         return _load_anchor_file(Path(system), "system trust store")
-    mozilla = TrustStoresRepository.get_default().get_main_store()
+    with quiet_trust_store_warnings():
+        mozilla = TrustStoresRepository.get_default().get_main_store()
     return _load_anchor_file(mozilla.path, f"Mozilla trust store {mozilla.version} (bundled with sslyze)")
 
 
