@@ -7,7 +7,7 @@ the others. A root that does not exist is bad input and is refused before anythi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from scanners.containers.compose import check_service
 from scanners.containers.compose_model import effective_compose, service_lines
@@ -44,8 +44,17 @@ def scan_container_files(ctx: ScanContext, roots: Sequence[ScanRoot]) -> None:
             _scan_daemon_json(ctx, root, config)
 
 
+def _shown_path(root: ScanRoot, path: Path) -> str:
+    """The path a finding shows for ``path``: under the root, or beside a root that is a single file
+    (a Compose file given as the root brings its base or override file from the same directory)."""
+    if path == root.path or root.path in path.parents:
+        return root.resource_path(path)
+    base = root.display if root.display is not None else str(root.path)
+    return str(PurePosixPath(base).parent / path.name)
+
+
 def _file_resource(root: ScanRoot, path: Path) -> Resource:
-    return Resource(kind=ResourceKind.FILE, host=root.host, path=root.resource_path(path))
+    return Resource(kind=ResourceKind.FILE, host=root.host, path=_shown_path(root, path))
 
 
 def _read_text(ctx: ScanContext, root: ScanRoot, path: Path) -> str | None:
@@ -61,7 +70,7 @@ def _read_text(ctx: ScanContext, root: ScanRoot, path: Path) -> str | None:
 
 
 def _scan_dockerfile(ctx: ScanContext, root: ScanRoot, path: Path) -> None:
-    ctx.progress(f"containers: {root.resource_path(path)}")
+    ctx.progress(f"containers: {_shown_path(root, path)}")
     text = _read_text(ctx, root, path)
     if text is None:
         return
@@ -77,7 +86,7 @@ def _scan_dockerfile(ctx: ScanContext, root: ScanRoot, path: Path) -> None:
 def _shown(message: str, root: ScanRoot, files: Sequence[Path]) -> str:
     """``message`` with local copies' paths replaced by the paths the findings show."""
     for path in files:
-        message = message.replace(str(path), root.resource_path(path))
+        message = message.replace(str(path), _shown_path(root, path))
     return message
 
 
@@ -90,7 +99,7 @@ def _scan_compose_project(ctx: ScanContext, root: ScanRoot, files: list[Path]) -
     except InputError as exc:
         ctx.emit(error_finding(ctx.catalog, SCANNER, resource, _shown(str(exc), root, files)))
         return
-    shown_files = [root.resource_path(f) for f in files]
+    shown_files = [_shown_path(root, f) for f in files]
     lines = service_lines(base)
     for name, service in sorted((model.get("services") or {}).items()):
         verdicts: list[Verdict] = check_service(service)
@@ -104,7 +113,7 @@ def _scan_compose_project(ctx: ScanContext, root: ScanRoot, files: list[Path]) -
 
 
 def _scan_daemon_json(ctx: ScanContext, root: ScanRoot, path: Path) -> None:
-    ctx.progress(f"containers: {root.resource_path(path)}")
+    ctx.progress(f"containers: {_shown_path(root, path)}")
     text = _read_text(ctx, root, path)
     if text is None:
         return
