@@ -105,20 +105,21 @@ def _unpinned_base_images(dockerfile: Dockerfile) -> Verdict:
 
 
 def _add_from_url(dockerfile: Dockerfile) -> Verdict:
-    hits: list[Instruction] = []
+    hits: list[tuple[Instruction, str]] = []
     for item in dockerfile.all_instructions():
         if item.keyword != "ADD":
             continue
         args = [w for w in words(item.value) if not w.startswith("--")]
         if any(_URL.match(src) for src in args[:-1]):
-            hits.append(item)
+            # A download URL can carry a token; it is shown without it.
+            hits.append((item, policy.redact_url_credentials(f"ADD {' '.join(args)} (line {item.line})")))
     return verdict(
         "CTR-F-003",
-        [f"ADD {' '.join(words(h.value))} (line {h.line})" for h in hits],
-        observed=[f"ADD {' '.join(words(h.value))} (line {h.line})" for h in hits],
+        [shown for _, shown in hits],
+        observed=[shown for _, shown in hits],
         expected="COPY of local files, or a verified download in RUN",
         ok="no ADD from a URL",
-        line=hits[0].line if hits else None,
+        line=hits[0][0].line if hits else None,
     )
 
 
@@ -154,10 +155,11 @@ def _healthcheck(dockerfile: Dockerfile) -> Verdict:
         problems = ["HEALTHCHECK NONE disables the health check"]
     else:
         problems = []
+    # The probe command is not shown: it can hold credentials (curl -u user:password ...).
     return verdict(
         "CTR-F-005",
         problems,
-        observed=f"HEALTHCHECK {check.value.strip()}" if check else "no HEALTHCHECK instruction",
+        observed="HEALTHCHECK NONE" if disabled else "HEALTHCHECK defined" if check else "no HEALTHCHECK instruction",
         expected="HEALTHCHECK CMD ... in the final stage",
         ok="HEALTHCHECK defined",
         line=check.line if disabled and check else None,

@@ -181,3 +181,8 @@ def is_secret_name(name: str) -> bool:
 
 def has_url_credentials(value: str) -> bool:
     return bool(_URL_CREDENTIALS.search(value))
+
+
+def redact_url_credentials(text: str) -> str:
+    """``text`` with any ``scheme://user:password@`` turned into ``scheme://user:***@``."""
+    return _URL_CREDENTIALS.sub(lambda m: m.group(0).rsplit(":", 1)[0] + ":***@", text)

@@ -18,10 +18,13 @@ import requests
 from scanners.containers.daemon import check_engine_info
 from scanners.containers.runtime_rules import EngineFacts, check_container
 from scanners.containers.verdicts import SCANNER, emit_verdicts
+from scanners.errors import InputError
 from scanners.findings import Resource, ResourceKind
 from scanners.scanning import ScanContext, error_finding
 
 DEFAULT_TIMEOUT = 10.0
+# What docker.DockerClient can talk to (tcp:// is plain HTTP; TLS needs a TLSConfig this API does not take).
+SCHEMES = ("unix", "tcp", "http", "https", "ssh")
 
 
 class EngineUnavailable(Exception):
@@ -65,8 +68,19 @@ def _reason(exc: BaseException, timeout: float) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def check_docker_host(docker_host: str) -> None:
+    """InputError unless ``docker_host`` is an engine address the client understands."""
+    parts = urllib.parse.urlsplit(docker_host)
+    if parts.scheme not in SCHEMES:
+        expected = ", ".join(f"{s}://" for s in SCHEMES)
+        raise InputError(f"Docker host {display_url(docker_host)!r}: unsupported address (expected {expected})")
+    if not (parts.netloc or parts.path.strip("/")):
+        raise InputError(f"Docker host {display_url(docker_host)!r}: no socket path or host name")
+
+
 def connect(docker_host: str, timeout: float = DEFAULT_TIMEOUT) -> docker.DockerClient:
     """A client that has already talked to the engine (API version negotiated), or EngineUnavailable."""
+    check_docker_host(docker_host)
     where = display_url(docker_host)
     path = _unix_path(docker_host)
     if path is not None and not path.exists():
@@ -102,7 +116,11 @@ def scan_docker_runtime(
     include_stopped: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> None:
-    """Check the engine at ``docker_host`` and its running containers (all of them with ``include_stopped``)."""
+    """Check the engine at ``docker_host`` and its running containers (all of them with ``include_stopped``).
+
+    A malformed ``docker_host`` is an InputError; an engine that cannot be reached is an error finding.
+    """
+    check_docker_host(docker_host)
     where = display_url(docker_host)
     engine = Resource(kind=ResourceKind.HOST, host=host, endpoint=where)
     ctx.progress(f"containers: connecting to the Docker Engine at {where}")

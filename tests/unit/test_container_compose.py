@@ -250,3 +250,14 @@ def test_restart_policy_rule(service: dict[str, Any], failing: bool) -> None:
 def test_sensitive_host_path_rule(volume: str, failing: bool) -> None:
     verdict = next(v for v in check_service({"volumes": [volume]}) if v.control_id == "CTR-C-012")
     assert verdict.failed is failing
+
+
+def test_healthcheck_commands_stay_out_of_findings(tmp_path: Path) -> None:
+    _write(
+        tmp_path / "compose.yaml",
+        "services:\n  web:\n    healthcheck:\n      test: [CMD, curl, -u, 'admin:s3cret-probe', http://localhost]\n",
+    )
+    findings = _scan(ScanRoot(tmp_path))
+    assert "s3cret-probe" not in str([f.to_dict() for f in findings])
+    check = next(f for f in findings if f.control_id == "CTR-C-010")
+    assert (check.status, check.evidence.observed) == (Status.PASS, {"healthcheck": "test defined"})

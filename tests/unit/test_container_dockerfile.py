@@ -130,3 +130,18 @@ def test_global_arg_default_reaches_the_stage_that_redeclares_it() -> None:
     assert dockerfile.final.variables["UID"] == "10001"
     assert "CTR-F-001" not in _failing("ARG UID=10001\nFROM alpine:3.20\nARG UID\nUSER ${UID}\n")
     assert "CTR-F-001" in _failing("FROM alpine:3.20\nUSER ${UNSET_UID}\n")
+
+
+def test_credentials_in_add_urls_and_healthchecks_stay_out_of_findings(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "FROM alpine:3.20\n"
+        "ADD https://ci:glpat-tok3n@git.example.com/models.tgz /opt/\n"
+        "USER 1000\n"
+        "HEALTHCHECK CMD wget -q http://admin:pa55word@127.0.0.1/health\n"
+    )
+    findings = _scan(dockerfile)
+    dump = json.dumps([f.to_dict() for f in findings])
+    assert "glpat-tok3n" not in dump and "pa55word" not in dump
+    add = next(f for f in findings if f.control_id == "CTR-F-003")
+    assert add.evidence.observed == ["ADD https://ci:***@git.example.com/models.tgz /opt/ (line 2)"]

@@ -18,6 +18,7 @@ import pytest
 from scanners.catalog import default_catalog
 from scanners.containers import scan_docker_runtime
 from scanners.containers.runtime import display_url
+from scanners.errors import InputError
 from scanners.findings import Finding, ResourceKind, Status
 from scanners.scanning import ScanContext
 
@@ -111,3 +112,18 @@ def test_tcp_port_nobody_listens_on() -> None:
 def test_passwords_in_the_engine_url_are_not_shown() -> None:
     assert display_url("tcp://ops:hunter2@10.0.0.5:2376") == "tcp://ops:***@10.0.0.5:2376"
     assert display_url("unix:///var/run/docker.sock") == "unix:///var/run/docker.sock"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("docker.sock", "unsupported address"),
+        ("ftp://host/docker", "unsupported address"),
+        ("unix://", "no socket path or host name"),
+    ],
+)
+def test_malformed_engine_address_is_an_input_error_before_any_finding(url: str, message: str) -> None:
+    findings: list[Finding] = []
+    with pytest.raises(InputError, match=message):
+        scan_docker_runtime(ScanContext(default_catalog(), findings.append), url)
+    assert findings == []
