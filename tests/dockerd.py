@@ -88,21 +88,23 @@ def _container_ids(workdir: Path) -> list[str]:
     return [p.name for p in containers.iterdir() if p.is_dir()] if containers.is_dir() else []
 
 
-def _our_processes(workdir: Path) -> list[tuple[int, str]]:
-    """Processes this engine started: its containerd and shims (our paths on their command line)
-    and container processes (in a cgroup named after one of our container ids)."""
+def _our_processes(workdir: Path) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """Processes this engine started: dockerd, its containerd and shims (our paths on their command
+    line), and container processes (in a cgroup named after one of our container ids)."""
     ids = _container_ids(workdir)
     marker = str(workdir)
-    found: list[tuple[int, str]] = []
+    engine: list[tuple[int, str]] = []
+    containers: list[tuple[int, str]] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         pid = int(entry.name)
         cmdline = _process_cmdline(pid)
-        cgroups = _process_cgroups(pid) if ids else ""
-        if marker in cmdline or any(cid in cgroups for cid in ids):
-            found.append((pid, cmdline))
-    return found
+        if marker in cmdline:
+            engine.append((pid, cmdline))
+        elif ids and any(cid in _process_cgroups(pid) for cid in ids):
+            containers.append((pid, cmdline))
+    return engine, containers
 
 
 def _our_mounts(workdir: Path) -> list[str]:
@@ -117,7 +119,8 @@ def _our_mounts(workdir: Path) -> list[str]:
 
 def leftovers(workdir: Path) -> list[str]:
     """Everything of this engine still on the machine: processes, mounts, its directory."""
-    found = [f"process {pid}: {cmd}" for pid, cmd in _our_processes(workdir)]
+    engine, containers = _our_processes(workdir)
+    found = [f"process {pid}: {cmd}" for pid, cmd in engine + containers]
     found += [f"mount {m}" for m in _our_mounts(workdir)]
     if workdir.exists():
         found.append(f"directory {workdir}")
@@ -144,13 +147,16 @@ def _wait_gone(pids: list[int], timeout: float) -> list[int]:
 
 def clean_up(workdir: Path, created_shim_dirs: tuple[Path, ...] = ()) -> None:
     """Stop whatever the engine in ``workdir`` left running, unmount its mounts, delete the directory."""
-    # Container processes first (SIGKILL: they are disposable), then containerd and the shims.
-    processes = _our_processes(workdir)
-    for pid, _ in processes:
-        _kill(pid, signal.SIGTERM)
-    for pid in _wait_gone([p for p, _ in processes], 10):
+    engine, containers = _our_processes(workdir)
+    # Container processes are disposable: SIGKILL (a sleeping PID 1 ignores SIGTERM). The engine's
+    # own processes get a chance to shut down cleanly first.
+    for pid, _ in containers:
         _kill(pid, signal.SIGKILL)
-    _wait_gone([p for p, _ in processes], 10)
+    for pid, _ in engine:
+        _kill(pid, signal.SIGTERM)
+    for pid in _wait_gone([p for p, _ in engine], 15):
+        _kill(pid, signal.SIGKILL)
+    _wait_gone([p for p, _ in engine + containers], 10)
     for point in sorted(_our_mounts(workdir), key=len, reverse=True):
         subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
     for directory in created_shim_dirs:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from scanners.scanning import ScanContext
 from tests.dockerd import (
     HARNESS_OWNED_KEYS,
     NEEDS_NETWORKING,
+    WORKDIR_PREFIX,
     Dockerd,
     busybox_rootfs_tar,
     harness_config,
@@ -226,3 +229,21 @@ def test_teardown_leaves_no_process_mount_interface_or_directory_behind() -> Non
     assert leftovers(engine.workdir) == []
     assert _interfaces() == interfaces
     assert {p for p in (Path("/run/containerd/s"), Path("/run/containerd")) if p.exists()} <= shim_dirs
+
+
+def test_an_engine_abandoned_by_a_killed_test_run_is_reclaimed() -> None:
+    # The directory names its owner; an owner that no longer runs means a killed run left it.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{gone.pid}-"))
+    engine = start_dockerd(workdir)
+    try:
+        client = engine.client()
+        import_image(client, busybox_rootfs_tar(workdir / "rootfs.tar"), "preaudit/busybox", "1")
+        client.containers.run(IMAGE, ["sleep", "3600"], detach=True, network_mode="none")
+        client.close()
+        assert workdir in reclaim_abandoned()
+        assert engine.process.wait(timeout=30) is not None
+        assert leftovers(workdir) == []
+    finally:
+        engine.stop()
