@@ -121,6 +121,8 @@ def scan_docker_runtime(
     A malformed ``docker_host`` is an InputError; an engine that cannot be reached is an error finding.
     """
     check_docker_host(docker_host)
+    if ctx.cancelled.is_set():
+        return
     where = display_url(docker_host)
     engine = Resource(kind=ResourceKind.HOST, host=host, endpoint=where)
     ctx.progress(f"containers: connecting to the Docker Engine at {where}")

@@ -167,8 +167,18 @@ def test_findings_are_a_valid_document_without_container_secrets(fleet: Fleet) -
 def test_cancelled_scan_checks_no_container(fleet: Fleet) -> None:
     cancelled = threading.Event()
     cancelled.set()
-    findings = _scan(fleet.engine.base_url, include_stopped=True, cancelled=cancelled)
-    assert _by_container(findings) == {}
+    assert _scan(fleet.engine.base_url, include_stopped=True, cancelled=cancelled) == []
+    # Cancelled while the scan runs (here: at its first finding): no container is checked after.
+    cancelled = threading.Event()
+    findings: list[Finding] = []
+
+    def emit_then_cancel(finding: Finding) -> None:
+        findings.append(finding)
+        cancelled.set()
+
+    ctx = ScanContext(default_catalog(), emit_then_cancel, cancelled=cancelled)
+    scan_docker_runtime(ctx, fleet.engine.base_url, include_stopped=True)
+    assert findings and _by_container(findings) == {}
 
 
 def test_daemon_json_settings_show_in_docker_info(tmp_path: Path) -> None:
