@@ -131,10 +131,13 @@ class PostgresServer:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     @classmethod
-    def start(cls) -> PostgresServer:
+    def start(cls, owner_pid: int | None = None) -> PostgresServer:
+        """Start a server owned by ``owner_pid`` (default: this process); when that process is
+        gone, :func:`remove_stale_servers` stops it."""
         bindir = postgres_bindir()
         uid, gid = _owner_ids()
-        root = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=PG_ROOT))
+        owner = os.getpid() if owner_pid is None else owner_pid
+        root = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{owner}-", dir=PG_ROOT))
         # Passwords with URL-special characters, so that encoding and redaction are tested for real.
         server = cls(root, bindir, f"su-{secrets.token_hex(12)}", f"pw@{secrets.token_hex(12)}/%")
         try:

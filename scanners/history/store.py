@@ -63,8 +63,14 @@ class HistoryStore:
     @contextlib.contextmanager
     def reading(self) -> Iterator[Connection]:
         """A read transaction: one consistent snapshot, no lock on writers."""
-        with self._errors("reading"), self.engine.connect() as conn, conn.begin():
-            yield conn
+        with self._errors("reading"), self.engine.connect() as conn:
+            if self.backend == "postgresql":
+                # PostgreSQL's default (read committed) gives each statement a new snapshot; a
+                # report or an export must see the store as of one instant. SQLite's WAL
+                # readers already do.
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Connection]:
