@@ -13,6 +13,7 @@ import pytest
 from scanners.catalog import default_catalog
 from scanners.findings import Evidence, Finding, Resource, ResourceKind, Status
 from scanners.findings_file import FindingsDocument, new_document
+from scanners.history.urls import display_url, parse_store_url
 from tests.postgres_server import PostgresServer
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
@@ -71,16 +72,26 @@ def fleet_scan(
 # --- the store under test: SQLite always, PostgreSQL when the server can run --------------------
 
 
+class StoreURL(str):
+    """A store URL that shows itself with its password masked (pytest prints the values of a
+    failing assertion with repr), while ``str`` and every use of it keep the real one."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(display_url(parse_store_url(self)))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL of an empty store: a SQLite file, or a fresh database on the session's PostgreSQL server."""
     if request.param == "sqlite":
-        yield str(tmp_path / "history.sqlite")
+        yield StoreURL(tmp_path / "history.sqlite")
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
     name = f"t_{uuid.uuid4().hex[:12]}"
     server.create_database(name)
     try:
-        yield server.url(name)
+        yield StoreURL(server.url(name))
     finally:
         server.drop_database(name)

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -90,8 +90,9 @@ def _owner_ids() -> tuple[int, int]:
 class PostgresServer:
     root: Path
     bindir: Path
-    superuser_password: str
-    role_password: str
+    # Kept out of repr(): pytest prints the objects of a failing assertion.
+    superuser_password: str = field(repr=False)
+    role_password: str = field(repr=False)
 
     @property
     def data_dir(self) -> Path:
