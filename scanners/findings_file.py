@@ -81,9 +81,12 @@ class FindingsDocument:
     catalog: dict[str, Any]
     findings: list[Finding] = field(default_factory=list)
     components: dict[str, str] = field(default_factory=dict)
+    # The version of preaudit that produced the document; kept when a document is read back so
+    # that rewriting or recording it does not claim the reader's version.
+    tool_version: str = __version__
 
     def to_dict(self) -> dict[str, Any]:
-        tool: dict[str, Any] = {"name": "preaudit", "version": __version__}
+        tool: dict[str, Any] = {"name": "preaudit", "version": self.tool_version}
         if self.components:
             tool["components"] = dict(sorted(self.components.items()))
         return {
@@ -120,12 +123,18 @@ def read_document(path: Path) -> FindingsDocument:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    validate_document(data, str(path))
+    return document_from_dict(data, str(path))
+
+
+def document_from_dict(data: Any, source: str = "findings") -> FindingsDocument:
+    """Validate already-parsed JSON (e.g. one entry of a larger file) and build the document."""
+    validate_document(data, source)
     return FindingsDocument(
         scan=ScanInfo.from_dict(data["scan"]),
         catalog=data["catalog"],
         findings=[Finding.from_dict(f) for f in data["findings"]],
         components=dict(data["tool"].get("components", {})),
+        tool_version=data["tool"]["version"],
     )
 
 

@@ -9,6 +9,9 @@ APT_PACKAGES=(
   debootstrap systemd-container socat iproute2 util-linux openssh-client ca-certificates
   python3-venv python3-pip nginx openssl
   docker.io busybox-static
+  # postgresql: the history store tests start their own server (tests/postgres_server.py) on a
+  # private unix socket; any cluster the package creates or starts is left alone.
+  postgresql
 )
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup: run as root (sudo $0): the lab needs systemd-nspawn, mounts and veth links" >&2

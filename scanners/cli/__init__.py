@@ -1,7 +1,8 @@
 """The `preaudit` command: subcommands, exit codes and the one-line error convention.
 
 Exit codes: 0 success, 1 findings at or above the failure threshold, 2 usage or input
-error, 3 runtime or environment error, 130 interrupted.
+error, 3 runtime or environment error, 4 regressions found (`history record
+--fail-on-regression`), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from scanners import __version__
-from scanners.cli import catalog_cmd, lab_cmd
+from scanners.cli import catalog_cmd, history_cmd, lab_cmd
 from scanners.errors import EXIT_USAGE, PreauditError
 
 # Each module adds its subcommands; adding a subcommand never touches another module.
-SUBCOMMAND_MODULES = (lab_cmd, catalog_cmd)
+SUBCOMMAND_MODULES = (lab_cmd, catalog_cmd, history_cmd)
 
 
 class _Parser(argparse.ArgumentParser):

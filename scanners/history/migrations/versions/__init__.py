@@ -1,0 +1,1 @@
+"""History store schema revisions, oldest first (``down_revision`` links them)."""
