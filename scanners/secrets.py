@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -276,10 +277,12 @@ def scan_secrets(
                 stats.findings += 1
                 ctx.emit(_secret_finding(control, candidate, secret))
 
+        # The baseline holds hashes of secrets; detect-secrets never scans it either.
+        baseline_file = os.path.realpath(baseline) if baseline is not None else None
         pending: dict[str, list[Candidate]] = {}
         jobs: list[file_pool.Job] = []
         for root in roots:
-            for item in walk(root, lambda _path: True):
+            for item in walk(root, lambda path: baseline_file is None or os.path.realpath(path) != baseline_file):
                 if ctx.cancelled.is_set():
                     return stats
                 if isinstance(item, FileProblem):

@@ -23,7 +23,8 @@ MAX_FILE_BYTES = 100 * 1024 * 1024
 # Virtual environments (a directory with pyvenv.cfg) are skipped too: third-party code is the
 # dependency scanner's business, not the code or secrets scanner's.
 SKIPPED_DIRS = frozenset(
-    {".git", ".hg", ".svn", ".bzr", "CVS", "__pycache__", ".tox", ".nox", ".eggs", ".mypy_cache", ".ruff_cache"}
+    {".git", ".hg", ".svn", ".bzr", "CVS", "__pycache__", ".tox", ".nox", ".eggs"}
+    | {".mypy_cache", ".ruff_cache", ".pytest_cache"}
 )
 _BINARY_SNIFF_BYTES = 8192
 
@@ -72,6 +73,12 @@ def _oserror_reason(exc: OSError) -> str:
     return f"cannot be read ({os.strerror(exc.errno) if exc.errno else type(exc).__name__}); not read"
 
 
+def _not_regular(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "is a directory where a file was expected; not read"
+    return f"is {_kind_of(mode)}, not a regular file; not read"
+
+
 def _kind_of(mode: int) -> str:
     if stat.S_ISFIFO(mode):
         return "a FIFO"
@@ -79,7 +86,7 @@ def _kind_of(mode: int) -> str:
         return "a socket"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device"
-    return "not a regular file"
+    return "of an unknown kind"
 
 
 def walk(root: ScanRoot, wanted: Callable[[Path], bool]) -> Iterator[Candidate | FileProblem]:
@@ -131,7 +138,7 @@ def walk(root: ScanRoot, wanted: Callable[[Path], bool]) -> Iterator[Candidate |
 
 def _check_file(root: ScanRoot, path: Path, mode: int, size: int) -> Iterator[Candidate | FileProblem]:
     if not stat.S_ISREG(mode):
-        yield FileProblem(root, path, f"is {_kind_of(mode)}, not a regular file; not read")
+        yield FileProblem(root, path, _not_regular(mode))
     elif size > MAX_FILE_BYTES:
         yield FileProblem(root, path, f"is {size} bytes, over the {MAX_FILE_BYTES // (1024 * 1024)} MB limit; not read")
     else:
@@ -151,7 +158,7 @@ def read_bytes(path: Path) -> bytes | str:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            return f"is {_kind_of(st.st_mode)}, not a regular file; not read"
+            return _not_regular(st.st_mode)
         if st.st_size > MAX_FILE_BYTES:
             return f"is {st.st_size} bytes, over the {MAX_FILE_BYTES // (1024 * 1024)} MB limit; not read"
         chunks: list[bytes] = []
