@@ -138,7 +138,8 @@ def test_canary_secrets_never_appear_in_findings_output_or_cache(
     cache = tmp_path / "cache"
     findings, _ = run([ScanRoot(tree, display="t")], cache, workers=2)
     again, _ = run([ScanRoot(tree, display="t")], cache, workers=2)  # from the cache this time
-    assert {f.rule for f in findings} == {
+    # A random password may also pass the high-entropy threshold; these four must be there.
+    assert {f.rule for f in findings} >= {
         "AWS Access Key",
         "Secret Keyword",
         "Database URL with password",
