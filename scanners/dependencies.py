@@ -443,6 +443,14 @@ def scan_dependencies(ctx: ScanContext, roots: Sequence[ScanRoot], *, vulndb: Pa
     started = time.monotonic()
     stats = DependencyScanStats()
     control = ctx.catalog.get(CONTROL_ID)
+    emitted: set[str] = set()
+
+    def emit(finding: Finding) -> None:
+        # A file included with -r and also found on its own is read twice; report it once.
+        if finding.fingerprint not in emitted:
+            emitted.add(finding.fingerprint)
+            stats.findings += finding.status is Status.FAIL
+            ctx.emit(finding)
 
     def error(root: ScanRoot | None, path: Path | None, line: int | None, message: str, control_id: str) -> None:
         stats.errors += 1
@@ -450,7 +458,7 @@ def scan_dependencies(ctx: ScanContext, roots: Sequence[ScanRoot], *, vulndb: Pa
             resource = Resource(kind=ResourceKind.SCANNER)
         else:
             resource = Resource(kind=ResourceKind.FILE, host=root.host, path=_display(root, path), line=line)
-        ctx.emit(error_finding(ctx.catalog, SCANNER, resource, message, control_id=control_id))
+        emit(error_finding(ctx.catalog, SCANNER, resource, message, control_id=control_id))
 
     files: list[DependencyFile] = []
     for root in roots:
@@ -483,7 +491,7 @@ def scan_dependencies(ctx: ScanContext, roots: Sequence[ScanRoot], *, vulndb: Pa
             for problem_item in dep_file.problems:
                 stats.not_audited += 1
                 stats.errors += 1
-                ctx.emit(_not_audited_finding(control, dep_file.root, problem_item))
+                emit(_not_audited_finding(control, dep_file.root, problem_item))
             by_key: dict[tuple[str, Version], list[Pin]] = {}
             for pin in dep_file.pins:
                 by_key.setdefault((canonicalize_name(pin.name), pin.version), []).append(pin)
@@ -504,11 +512,10 @@ def scan_dependencies(ctx: ScanContext, roots: Sequence[ScanRoot], *, vulndb: Pa
                 pins = by_key[(dep.canonical_name, dep.version)]
                 for pin in pins:
                     for vuln in vulns:
-                        stats.findings += 1
                         advisory = service.advisories.get(vuln.id)
-                        ctx.emit(_vulnerability_finding(control, dep_file, pin, vuln, advisory, snapshot))
+                        emit(_vulnerability_finding(control, dep_file, pin, vuln, advisory, snapshot))
             stats.vulnerable_packages += vulnerable
             if by_key and not vulnerable:
-                ctx.emit(_clean_finding(control, dep_file, len(by_key), snapshot))
+                emit(_clean_finding(control, dep_file, len(by_key), snapshot))
     stats.seconds = time.monotonic() - started
     return stats

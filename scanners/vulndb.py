@@ -152,6 +152,10 @@ def _pick_vulns(names: list[str]) -> list[str]:
     return under_vulns or names
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _records_from_tar(path: Path) -> tuple[Iterator[tuple[str, bytes]], str | None]:
     members: list[tuple[str, bytes]] = []
     commit = None
@@ -169,7 +173,10 @@ def _records_from_tar(path: Path) -> tuple[Iterator[tuple[str, bytes]], str | No
                 if handle is not None:
                     members.append((member.name, handle.read()))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise InputError(f"{path.name}: not a readable tar archive ({exc or type(exc).__name__})") from None
+        if isinstance(exc, tarfile.ReadError) and "could not be opened successfully" in str(exc):
+            # tarfile lists every compression it tried, one per line; the user needs one line.
+            raise InputError(f"{path.name}: not a readable tar archive (nor gzip, bzip2 or xz compressed)") from None
+        raise InputError(f"{path.name}: not a readable tar archive ({_one_line(exc)})") from None
     wanted = set(_pick_vulns([n for n, _ in members]))
     return ((n, raw) for n, raw in members if n in wanted), commit
 
@@ -186,7 +193,7 @@ def _records_from_zip(path: Path) -> Iterator[tuple[str, bytes]]:
                     raise InputError(f"{path.name}: member {info.filename} is {info.file_size} bytes; not an advisory")
                 yield info.filename, archive.read(info)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise InputError(f"{path.name}: not a readable zip archive ({exc or type(exc).__name__})") from None
+        raise InputError(f"{path.name}: not a readable zip archive ({_one_line(exc)})") from None
 
 
 def _git_commit(directory: Path) -> str | None:
