@@ -17,7 +17,7 @@ BIN = Path(sys.executable).parent
     [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
-        ["mypy", "scanners", "tests"],
+        ["mypy", "scanners", "tests", "bench"],
     ],
     ids=["ruff", "ruff-format", "mypy"],
 )
