@@ -31,7 +31,7 @@ from scanners.catalog import Control
 from scanners.content_cache import ContentCache, default_cache_root
 from scanners.findings import Evidence, Finding, Resource, ResourceKind, Severity, Status
 from scanners.scanning import ScanContext, ScanRoot, error_finding
-from scanners.source_files import Candidate, FileProblem, decode_python, is_binary, read_bytes, walk
+from scanners.source_files import Candidate, FileProblem, decode_python, is_binary, occurrence_key, read_bytes, walk
 
 SCANNER = "code"
 CONTROL_ID = "CODE-001"
@@ -140,7 +140,7 @@ def analyse_source(name: str, data: bytes) -> dict[str, Any]:
 # --- controller side ------------------------------------------------------------------------
 
 
-def _issue_finding(control: Control, candidate: Candidate, issue: dict[str, Any]) -> Finding:
+def _issue_finding(control: Control, candidate: Candidate, issue: dict[str, Any], occurrence: int) -> Finding:
     sev_name = str(issue["severity"]).upper()
     conf_name = str(issue["confidence"]).upper()
     severity = _SEVERITY.get(sev_name, Severity.INFO)
@@ -164,7 +164,7 @@ def _issue_finding(control: Control, candidate: Candidate, issue: dict[str, Any]
         title=f"{control.title}: {issue['test_name']} ({test_id})",
         severity=severity,
         score=_SCORE.get((sev_name, conf_name), severity.default_score),
-        discriminator=f"{test_id}:{issue['code_key']}",
+        discriminator=occurrence_key(f"{test_id}:{issue['code_key']}", occurrence),
         extra_references={"cwe": [f"CWE-{cwe}"]} if cwe else None,
     )
 
@@ -197,11 +197,14 @@ def scan_code(
             if "error" in result:
                 problem(candidate.root, candidate.path, str(result["error"]))
                 return
+            seen: dict[str, int] = {}
             for issue in result["issues"]:
                 severity = _SEVERITY.get(str(issue["severity"]).upper(), Severity.INFO)
                 if severity.rank >= min_rank:
                     stats.findings += 1
-                    ctx.emit(_issue_finding(control, candidate, issue))
+                    key = f"{issue['test_id']}:{issue['code_key']}"
+                    seen[key] = seen.get(key, 0) + 1
+                    ctx.emit(_issue_finding(control, candidate, issue, seen[key]))
 
         # Read and hash every file first: hits are reported at once, misses go to the workers.
         pending: dict[str, list[Candidate]] = {}

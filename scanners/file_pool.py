@@ -70,6 +70,9 @@ def analyse(
         return
     batches = _batches(jobs, workers)
     context = multiprocessing.get_context("forkserver")
+    # The fork server imports the analysers once; every worker forked from it starts warm.
+    # (Only the first call in a process starts the server, so later lists add nothing.)
+    context.set_forkserver_preload(["scanners.code", "scanners.secrets"])
     executor = ProcessPoolExecutor(
         max_workers=min(workers, len(batches)), mp_context=context, initializer=initializer, initargs=initargs
     )

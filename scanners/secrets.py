@@ -38,7 +38,7 @@ from scanners.errors import InputError
 from scanners.findings import Evidence, Finding, Resource, ResourceKind, Severity, Status
 from scanners.scanning import ScanContext, ScanRoot, error_finding
 from scanners.secret_salt import load_salt, salt_id, salted_hash
-from scanners.source_files import Candidate, FileProblem, decode_text, is_binary, read_bytes, walk
+from scanners.source_files import Candidate, FileProblem, decode_text, is_binary, occurrence_key, read_bytes, walk
 
 SCANNER = "secrets"
 CONTROL_ID = "SEC-101"
@@ -216,7 +216,7 @@ def _severity(kind: str, control: Control) -> Severity:
     return control.severity
 
 
-def _secret_finding(control: Control, candidate: Candidate, secret: dict[str, Any]) -> Finding:
+def _secret_finding(control: Control, candidate: Candidate, secret: dict[str, Any], occurrence: int) -> Finding:
     kind = str(secret["type"])
     hashed = str(secret["hash"])
     line = int(secret["line"])
@@ -233,7 +233,7 @@ def _secret_finding(control: Control, candidate: Candidate, secret: dict[str, An
         rule=kind,
         title=f"{control.title}: {kind}",
         severity=_severity(kind, control),
-        discriminator=f"{kind}:{hashed}",
+        discriminator=occurrence_key(f"{kind}:{hashed}", occurrence),
     )
 
 
@@ -270,12 +270,15 @@ def scan_secrets(
                 stats.skipped += 1
                 return
             names = (_norm_name(candidate.relative), candidate.display)
+            seen: dict[str, int] = {}
             for secret in result["secrets"]:
                 if known.knows(names, str(secret["type"]), str(secret["hash"])):
                     stats.baselined += 1
                     continue
                 stats.findings += 1
-                ctx.emit(_secret_finding(control, candidate, secret))
+                key = f"{secret['type']}:{secret['hash']}"
+                seen[key] = seen.get(key, 0) + 1
+                ctx.emit(_secret_finding(control, candidate, secret, seen[key]))
 
         # The baseline holds hashes of secrets; detect-secrets never scans it either.
         baseline_file = os.path.realpath(baseline) if baseline is not None else None

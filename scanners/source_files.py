@@ -197,3 +197,13 @@ def decode_python(data: bytes) -> str | None:
         return data.decode(encoding)
     except (SyntaxError, UnicodeDecodeError, LookupError):
         return None
+
+
+def occurrence_key(key: str, occurrence: int) -> str:
+    """The content key of the n-th identical hit in one file.
+
+    Findings are told apart by content, not line numbers; two identical hits in one file (the
+    same secret twice, the same call twice) are told apart by their order, which survives edits
+    elsewhere in the file.
+    """
+    return key if occurrence == 1 else f"{key}#{occurrence}"

@@ -236,3 +236,12 @@ def test_findings_fit_the_findings_schema(tmp_path: Path, workers: int) -> None:
     document = new_document(default_catalog(), scanners=["code"])
     document.findings.extend(findings)
     validate_document(document.to_dict())
+
+
+def test_identical_hits_in_one_file_keep_distinct_fingerprints(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "twice.py").write_text("def a(x):\n    return eval(x)\n\n\ndef b(x):\n    return eval(x)\n")
+    findings, _ = run([ScanRoot(tree)], tmp_path / "cache")
+    assert sorted(f.resource.line or 0 for f in findings) == [2, 6]
+    assert len({f.fingerprint for f in findings}) == 2

@@ -228,3 +228,13 @@ def test_our_own_repository_is_clean_outside_test_data(tmp_path: Path) -> None:
         if f.status is Status.FAIL and not (f.resource.path or "").startswith("tests/data/")
     ]
     assert outside == []
+
+
+def test_the_same_secret_twice_in_one_file_is_two_findings(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copy(FIXTURES / "keys" / "fake_deploy_key.pem", tree / "a.pem")
+    (tree / "a.pem").write_text((tree / "a.pem").read_text() * 2)
+    findings, _ = run([ScanRoot(tree)], tmp_path / "cache")
+    assert sorted((f.rule, f.resource.line) for f in findings) == [("Private Key", 1), ("Private Key", 4)]
+    assert len({f.fingerprint for f in findings}) == 2
