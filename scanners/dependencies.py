@@ -326,10 +326,14 @@ def read_declarations(dep_file: DependencyFile) -> str | None:
     problem = _text_problem(dep_file.path)
     if problem:
         return problem
-    if dep_file.kind == "pyproject":
-        _read_pyproject(dep_file)
-    else:
-        _read_requirements(dep_file, dep_file.path, set())
+    try:
+        if dep_file.kind == "pyproject":
+            _read_pyproject(dep_file)
+        else:
+            _read_requirements(dep_file, dep_file.path, set())
+    except (OSError, UnicodeDecodeError) as exc:
+        # Changed or removed between the check above and the parse.
+        return f"could not be read ({type(exc).__name__}); not audited"
     return None
 
 

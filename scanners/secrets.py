@@ -104,6 +104,9 @@ def _init_worker(salt: bytes) -> None:
     settings = get_settings()
     if sorted(settings.plugins) != plugin_names():
         settings.configure_plugins([{"name": name} for name in plugin_names()])
+    # This filter drops a file that no longer exists; the scanner has its bytes already, and a
+    # file that vanished after being read must still be scanned, not silently skipped.
+    settings.disable_filters("detect_secrets.filters.common.is_invalid_file")
 
 
 def _analyse_batch(batch: list[file_pool.Job]) -> list[dict[str, Any]]:
