@@ -37,6 +37,7 @@ from scanners.content_cache import ContentCache, default_cache_root
 from scanners.errors import InputError
 from scanners.findings import Evidence, Finding, Resource, ResourceKind, Severity, Status
 from scanners.scanning import ScanContext, ScanRoot, error_finding
+from scanners.secret_lines import LineScanner
 from scanners.secret_salt import load_salt, salt_id, salted_hash
 from scanners.source_files import Candidate, FileProblem, decode_text, is_binary, occurrence_key, read_bytes, walk
 
@@ -94,10 +95,11 @@ def _cache_key(path: Path, data: bytes, salt: bytes) -> str:
 # --- worker side ----------------------------------------------------------------------------
 
 _SALT: bytes = b""
+_SCANNER: LineScanner | None = None
 
 
 def _init_worker(salt: bytes) -> None:
-    global _SALT
+    global _SALT, _SCANNER
     _SALT = salt
     # detect-secrets logs skipped secrets verbatim at INFO; keep its logger quiet, always.
     logging.getLogger("detect-secrets").setLevel(logging.CRITICAL)
@@ -107,6 +109,7 @@ def _init_worker(salt: bytes) -> None:
     # This filter drops a file that no longer exists; the scanner has its bytes already, and a
     # file that vanished after being read must still be scanned, not silently skipped.
     settings.disable_filters("detect_secrets.filters.common.is_invalid_file")
+    _SCANNER = LineScanner()
 
 
 def _analyse_batch(batch: list[file_pool.Job]) -> list[dict[str, Any]]:
@@ -145,9 +148,10 @@ def analyse_file(name: str, data: bytes) -> dict[str, Any]:
         if text is None:
             return {"error": "not valid UTF-8 text; not scanned for secrets"}
         original = text.splitlines()
+        scanner = _SCANNER or LineScanner()
         found: dict[tuple[str, int, str], None] = {}
         for lines in _line_sets(name, text):
-            for secret in ds_scan._process_line_based_plugins(list(enumerate(lines, start=1)), filename=name):
+            for secret in scanner.scan(lines, name):
                 kind = secret.type
                 line_no = int(secret.line_number)
                 source_line = original[line_no - 1] if 0 < line_no <= len(original) else ""

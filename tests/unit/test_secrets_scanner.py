@@ -238,3 +238,30 @@ def test_the_same_secret_twice_in_one_file_is_two_findings(tmp_path: Path) -> No
     findings, _ = run([ScanRoot(tree)], tmp_path / "cache")
     assert sorted((f.rule, f.resource.line) for f in findings) == [("Private Key", 1), ("Private Key", 4)]
     assert len({f.fingerprint for f in findings}) == 2
+
+
+def test_the_line_scanner_finds_exactly_what_detect_secrets_finds() -> None:
+    from detect_secrets.core import scan as ds_scan
+
+    from scanners import secrets as secrets_module
+    from scanners.secret_lines import LineScanner
+
+    secrets_module._init_worker(b"unit-test-salt-0123456789abcdef")
+    scanner = LineScanner()
+    files = [p for p in FIXTURES.rglob("*") if p.is_file()] + [p for p in LAB.rglob("*") if p.is_file()]
+    files += (
+        sorted((ROOT / "scanners").rglob("*.py"))
+        + sorted((ROOT / "tests" / "data" / "advisories").rglob("*.yaml"))[:10]
+    )
+    total = 0
+    for path in files:
+        text = path.read_bytes().decode("utf-8", "replace")
+        for lines in secrets_module._line_sets(str(path), text):
+            ours = {(s.type, s.line_number, s.secret_hash) for s in scanner.scan(lines, str(path))}
+            theirs = {
+                (s.type, s.line_number, s.secret_hash)
+                for s in ds_scan._process_line_based_plugins(list(enumerate(lines, start=1)), filename=str(path))
+            }
+            assert ours == theirs, path
+            total += len(ours)
+    assert total >= 20  # the comparison covered real detections, not just empty files
