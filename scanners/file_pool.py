@@ -44,6 +44,20 @@ def _batches(jobs: Sequence[Job], workers: int) -> list[list[Job]]:
     return batches
 
 
+def _inline(
+    jobs: Sequence[Job],
+    analyse_batch: Callable[[list[Job]], list[R]],
+    initializer: Callable[..., None],
+    initargs: tuple[Any, ...],
+    cancelled: threading.Event,
+) -> Iterator[tuple[str, R]]:
+    initializer(*initargs)
+    for job in jobs:
+        if cancelled.is_set():
+            return
+        yield job[0], analyse_batch([job])[0]
+
+
 def analyse(
     jobs: Sequence[Job],
     analyse_batch: Callable[[list[Job]], list[R]],
@@ -57,16 +71,13 @@ def analyse(
     """(name, result) for every job, in completion order; stops early when ``cancelled`` is set.
 
     ``analyse_batch`` returns one result per job, in order. If a worker process dies, every
-    job of the lost batches gets ``crashed(reason)`` instead of a result.
+    job of the lost batches gets ``crashed(reason)`` instead of a result; if no worker ever
+    delivered anything (they cannot start), the jobs are analysed in this process instead.
     """
     if not jobs:
         return
     if workers <= 1 or len(jobs) == 1:
-        initializer(*initargs)
-        for job in jobs:
-            if cancelled.is_set():
-                return
-            yield job[0], analyse_batch([job])[0]
+        yield from _inline(jobs, analyse_batch, initializer, initargs, cancelled)
         return
     batches = _batches(jobs, workers)
     context = multiprocessing.get_context("forkserver")
@@ -77,6 +88,8 @@ def analyse(
         max_workers=min(workers, len(batches)), mp_context=context, initializer=initializer, initargs=initargs
     )
     pending: dict[Future[list[R]], list[Job]] = {}
+    delivered = 0
+    not_started: list[Job] = []
     try:
         for batch in batches:
             pending[executor.submit(analyse_batch, batch)] = batch
@@ -89,7 +102,15 @@ def analyse(
                 try:
                     results = future.result()
                 except BrokenProcessPool:
+                    if delivered == 0:
+                        # Workers that die before any result could not start at all (for
+                        # example a main module without a __main__ guard): work here instead.
+                        not_started = [job for lost in (batch, *pending.values()) for job in lost]
+                        pending.clear()
+                        break
                     results = [crashed("the analysis process died (out of memory or killed)")] * len(batch)
+                delivered += 1
                 yield from zip((job[0] for job in batch), results, strict=True)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+    yield from _inline(not_started, analyse_batch, initializer, initargs, cancelled)

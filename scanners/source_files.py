@@ -89,6 +89,11 @@ def _kind_of(mode: int) -> str:
     return "of an unknown kind"
 
 
+def _skipped_dir(name: str, path: Path) -> bool:
+    # *.egg-info is written by `pip install -e .` and copies the README: a build artefact.
+    return name in SKIPPED_DIRS or name.endswith(".egg-info") or (path / "pyvenv.cfg").exists()
+
+
 def walk(root: ScanRoot, wanted: Callable[[Path], bool]) -> Iterator[Candidate | FileProblem]:
     """Every regular file under ``root`` for which ``wanted(path)`` is true, or why it is unreadable.
 
@@ -126,7 +131,7 @@ def walk(root: ScanRoot, wanted: Callable[[Path], bool]) -> Iterator[Candidate |
                 identity = (st.st_dev, st.st_ino)
                 if identity in ancestors:
                     yield FileProblem(root, path, "symbolic link loop (points to one of its own parents); not followed")
-                elif identity not in seen and entry.name not in SKIPPED_DIRS and not (path / "pyvenv.cfg").exists():
+                elif identity not in seen and not _skipped_dir(entry.name, path):
                     seen.add(identity)
                     subdirs.append((path, (*ancestors, identity)))
                 continue

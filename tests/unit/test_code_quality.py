@@ -17,7 +17,7 @@ BIN = Path(sys.executable).parent
     [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
-        ["mypy", "scanners", "tests", "bench"],
+        ["mypy", "scanners", "tests", "bench", "scripts"],
     ],
     ids=["ruff", "ruff-format", "mypy"],
 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -245,3 +247,30 @@ def test_identical_hits_in_one_file_keep_distinct_fingerprints(tmp_path: Path) -
     findings, _ = run([ScanRoot(tree)], tmp_path / "cache")
     assert sorted(f.resource.line or 0 for f in findings) == [2, 6]
     assert len({f.fingerprint for f in findings}) == 2
+
+
+def test_workers_that_cannot_start_fall_back_to_scanning_in_process(tmp_path: Path) -> None:
+    # A caller's script without a __main__ guard: forkserver workers cannot start from it.
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from scanners.catalog import default_catalog\n"
+        "from scanners.code import scan_code\n"
+        "from scanners.scanning import ScanContext, ScanRoot\n"
+        "found = []\n"
+        "ctx = ScanContext(default_catalog(), found.append)\n"
+        "roots = [ScanRoot(Path(sys.argv[1]), display='app')]\n"
+        "scan_code(ctx, roots, cache_dir=Path(sys.argv[2]), workers=2)\n"
+        "print(sorted((f.resource.path, f.rule, f.resource.line) for f in found if f.rule))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script), str(FIXTURES), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(sorted(FIXTURE_HITS))
