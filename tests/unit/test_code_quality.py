@@ -17,7 +17,7 @@ BIN = Path(sys.executable).parent
     [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
-        ["mypy", "scanners", "tests", "library", "filter_plugins"],
+        ["mypy", "scanners", "tests", "library", "filter_plugins", "bench", "scripts"],
     ],
     ids=["ruff", "ruff-format", "mypy"],
 )

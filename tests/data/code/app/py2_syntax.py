@@ -1,0 +1,1 @@
+print "Python 2 syntax: bandit cannot parse this file"
