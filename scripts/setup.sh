@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   debootstrap systemd-container socat iproute2 util-linux openssh-client ca-certificates
   python3-venv python3-pip
+  chromium chromium-driver openssl
 )
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup: run as root (sudo $0): the lab needs systemd-nspawn, mounts and veth links" >&2

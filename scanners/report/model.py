@@ -43,7 +43,7 @@ class ControlInfo:
 @dataclass(frozen=True, slots=True)
 class Report:
     document: FindingsDocument  # the input, as read
-    findings: tuple[Finding, ...]  # waivers applied, sorted: severity, status, control, resource
+    findings: tuple[Finding, ...]  # waivers applied, sorted: status, severity, control, resource
     controls: Mapping[str, ControlInfo]  # every control id present in the findings
     readiness: Readiness
     waivers: WaiverOutcome
@@ -66,8 +66,8 @@ class Report:
 
 def _sort_key(finding: Finding) -> tuple[int, int, str, str, str]:
     return (
-        -finding.severity.rank,
         _STATUS_ORDER[finding.status],
+        -finding.severity.rank,
         finding.control_id,
         finding.resource.label(),
         finding.fingerprint,

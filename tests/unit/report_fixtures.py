@@ -8,12 +8,15 @@ finding uses a control id no catalog has, as a document scanned with another cat
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from scanners.catalog import CONTROLS_DIR, Catalog, load_catalog
 from scanners.findings import Evidence, Finding, Resource, ResourceKind, Severity, Status
 from scanners.findings_file import FindingsDocument, new_document, read_document, write_document
+from scanners.period import PeriodSummary, Regression, RequirementPeriod, SeverityPoint
+from scanners.report import Report, build_report
+from scanners.waivers import load_waivers
 
 SCAN_START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 TODAY = SCAN_START.date()
@@ -174,3 +177,59 @@ def fleet_document(tmp_path: Path) -> tuple[Catalog, Path]:
 
 def read(path: Path) -> FindingsDocument:
     return read_document(path)
+
+
+def period_summary() -> PeriodSummary:
+    """A hand-built audit period, as the history store will fill it."""
+    first = datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
+    return PeriodSummary(
+        start=first.date(),
+        end=TODAY,
+        scans=4,
+        requirements=[
+            RequirementPeriod("soc2", "CC6.1", scans_assessed=4, scans_passed=3),
+            RequirementPeriod("iso27001", "A.8.5", scans_assessed=4, scans_passed=4),
+        ],
+        regressions=[
+            Regression(
+                "SSH-001",
+                "sim-1",
+                "sim-1",
+                first + timedelta(days=30),
+                "scan-2",
+                first + timedelta(days=31, hours=12),
+                "scan-3",
+            ),
+            Regression("SSH-010", "sim-2", "sim-2", first + timedelta(days=60), "scan-3", None, None),
+        ],
+        severity_series=[
+            SeverityPoint(f"scan-{i + 1}", first + timedelta(days=30 * i), {"critical": c, "high": h, "medium": m})
+            for i, (c, h, m) in enumerate([(2, 6, 9), (1, 5, 8), (1, 4, 6), (0, 3, 5)])
+        ],
+    )
+
+
+def fleet_report(
+    tmp_path: Path, *, with_baseline: bool = True, with_period: bool = True, today: date = TODAY
+) -> tuple[Report, Path]:
+    """The fleet scan with waivers, a baseline a month earlier and an audit period."""
+    catalog, path = fleet_document(tmp_path)
+    (tmp_path / "waivers.yml").write_text(WAIVERS)
+    baseline = None
+    if with_baseline:
+        earlier = [f for f in fleet_findings(catalog) if f.control_id not in ("SSH-021", "TLS-901")]
+        earlier.append(catalog.get("SSH-002").finding(Status.FAIL, host("sim-1"), "host"))
+        baseline = written(
+            tmp_path,
+            document(catalog, earlier, scan_id="scan-baseline", started=SCAN_START - timedelta(days=30)),
+            "baseline.json",
+        )
+    report = build_report(
+        read(path),
+        waivers=load_waivers(tmp_path / "waivers.yml", catalog),
+        baseline=read(baseline) if baseline else None,
+        period=period_summary() if with_period else None,
+        today=today,
+        catalog=catalog,
+    )
+    return report, path

@@ -91,7 +91,7 @@ def _sections(*requirements: object) -> dict[str, object]:
     ],
 )
 def test_malformed_lists_are_refused_with_the_reason(data: object, message: str) -> None:
-    with pytest.raises(InputError, match="framework list test.yml") as raised:
+    with pytest.raises(InputError, match=r"framework list test\.yml") as raised:
         parse_framework(data, "test.yml")
     assert message in str(raised.value)
 
