@@ -1,35 +1,23 @@
 """JSON exports: the findings with waivers applied (the project's findings schema) and the report
 itself (readiness, waivers, diff, period; ``scanners/schemas/report.schema.json``).
 
-Both are validated against their schema before they are written: an export that does not match
-its documented shape is a bug, and failing loudly beats handing it to an auditor.
+Both are validated against their schema before they are written (``validation``): an export that
+does not match its documented shape is a bug, and failing loudly beats handing it to an auditor.
 """
 
 from __future__ import annotations
 
 import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import jsonschema
-
-from scanners.errors import PreauditError
 from scanners.findings import format_timestamp
-from scanners.findings_file import FindingsDocument, validate_document
+from scanners.findings_file import FindingsDocument
 from scanners.period import PeriodSummary
 from scanners.report.diff import ScanDiff
 from scanners.report.model import Report
 from scanners.report.readiness import Readiness
-
-REPORT_SCHEMA_ID = "preaudit/report/v1"
-REPORT_SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "report.schema.json"
-
-
-@cache
-def report_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(REPORT_SCHEMA_PATH.read_text(encoding="utf-8"))
-    return schema
+from scanners.report.schemas import REPORT_SCHEMA_ID
+from scanners.report.validation import check_findings_export, check_report_export
 
 
 def findings_document(report: Report) -> dict[str, Any]:
@@ -38,7 +26,7 @@ def findings_document(report: Report) -> dict[str, Any]:
         scan=source.scan, catalog=source.catalog, findings=list(report.findings), components=source.components
     )
     data = annotated.to_dict()
-    validate_document(data, "findings.json export")
+    check_findings_export(data)
     return data
 
 
@@ -166,15 +154,7 @@ def report_document(report: Report) -> dict[str, Any]:
     return data
 
 
-def validate_report_document(data: Any) -> None:
-    validator = jsonschema.Draft202012Validator(report_schema(), format_checker=jsonschema.FormatChecker())
-    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(document)"
-        raise PreauditError(f"internal error: report.json does not match its schema at {where}: {error.message}")
-
-
 def render_report_json(report: Report) -> str:
     data = report_document(report)
-    validate_report_document(data)
+    check_report_export(data)
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

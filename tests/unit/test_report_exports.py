@@ -18,10 +18,10 @@ from scanners.findings import Evidence, Status
 from scanners.findings_file import read_document, validate_document
 from scanners.report import FORMATS, Report, build_report, write_exports
 from scanners.report.export_csv import render_findings_csv, render_requirements_csv
-from scanners.report.export_json import report_schema
 from scanners.report.export_junit import render_junit
 from scanners.report.export_ocsf import render_ocsf
 from scanners.report.export_sarif import sarif_document
+from scanners.report.schemas import report_schema
 from tests.unit.report_fixtures import TODAY, fleet_report
 
 DATA = Path(__file__).resolve().parents[1] / "data"
