@@ -139,6 +139,7 @@ def bundle_metadata(
         "created_at": format_timestamp(created_at),
         "tool_versions": tool_versions(report),
         "catalog": dict(report.document.catalog),
+        "rendering_catalog": dict(report.rendering_catalog),
         "scan": {
             "id": scan.id,
             "started_at": format_timestamp(scan.started_at),

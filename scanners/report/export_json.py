@@ -136,6 +136,7 @@ def report_document(report: Report) -> dict[str, Any]:
         "generated_at": format_timestamp(report.generated_at),
         "waivers_judged_on": report.today.isoformat(),
         "catalog": dict(report.document.catalog),
+        "rendering_catalog": dict(report.rendering_catalog),
         "scan": scan.to_dict(),
         "summary": {
             "findings": len(report.findings),

@@ -7,8 +7,9 @@ the HTML, CSV, SARIF, JUnit, OCSF and JSON files always agree with each other.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 from scanners import __version__
 from scanners.catalog import Catalog, default_catalog
@@ -51,8 +52,11 @@ class Report:
     period: PeriodSummary | None
     today: date  # the day waiver expiry was judged on
     generated_at: datetime
-    catalog_version: str
+    catalog_version: str  # of the catalog the scan used
     catalog_digest: str
+    # The catalog this report took control titles, rationale and remediation from; it differs
+    # from the scan's when a document is re-rendered by a newer preaudit.
+    rendering_catalog: Mapping[str, Any] = field(default_factory=dict)
     tool_version: str = __version__
 
     @property
@@ -153,4 +157,5 @@ def build_report(
         generated_at=generated_at or utcnow(),
         catalog_version=str(document.catalog.get("version", "")),
         catalog_digest=str(document.catalog.get("digest", "")),
+        rendering_catalog=catalog.metadata(),
     )

@@ -155,6 +155,7 @@ def test_metadata_records_catalog_tools_scan_and_hosts(tmp_path: Path, keys: tup
     info = _bundle(tmp_path, keys[0])
     metadata = json.loads(_members(info.path)["metadata.json"])
     assert metadata["catalog"]["version"] == "2026.11" and len(metadata["catalog"]["digest"]) == 64
+    assert metadata["rendering_catalog"] == metadata["catalog"]  # rendered with the scan's own catalog
     versions = metadata["tool_versions"]
     assert versions["preaudit"] == "0.1.0" and versions["scan:sslyze"] == "6.3.1"
     assert {"python", "cryptography", "Jinja2"} <= set(versions)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from scanners.catalog import default_catalog
 from tests.unit.report_fixtures import WAIVERS, fleet_document, fleet_findings, read, written
 
 PREAUDIT = str(Path(sys.executable).parent / "preaudit")
@@ -70,7 +71,13 @@ def test_from_findings_to_a_verified_bundle(tmp_path: Path, scan: dict[str, Path
     assert [fw["key"] for fw in report["readiness"]["frameworks"]] == ["soc2", "iso27001"]
     with tarfile.open(bundle) as archive:
         names = archive.getnames()
+        handle = archive.extractfile("preaudit-evidence/metadata.json")
+        assert handle is not None
+        metadata = json.loads(handle.read())
     assert "preaudit-evidence/raw/sslyze.json" in names and "preaudit-evidence/input/waivers.yml" in names
+    # scanned with a catalog of three more controls than the shipped one the CLI renders with
+    assert metadata["catalog"]["controls"] == len(default_catalog()) + 3
+    assert metadata["rendering_catalog"] == default_catalog().metadata()
 
     pinned = run("verify-bundle", bundle, "--public-key", tmp_path / "keys" / "preaudit-signing.pub")
     assert pinned.returncode == 0 and pinned.stdout.startswith("OK: ") and "pinned key sha256:" in pinned.stdout
