@@ -110,7 +110,7 @@ def line_chart(
     width: int = 640,
 ) -> Markup:
     """One polyline per series over the labels (e.g. failing findings per severity per scan)."""
-    height, left, right, top, bottom = 240, 40, 10, 26, 46
+    height, left, right, top, bottom = 240, 40, 40, 26, 46  # right: room for the last centred label
     plot_w, plot_h = width - left - right, height - top - bottom
     biggest = max([max(v, default=0) for v in series.values()] + [1])
     n = max(len(labels), 1)

@@ -12,6 +12,7 @@ import base64
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -55,15 +56,21 @@ def _assets() -> _Assets:
     return _Assets(style, script, csp)
 
 
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 @cache
 def _environment() -> Environment:
-    return Environment(
+    environment = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    environment.filters["utc"] = _utc
+    return environment
 
 
 def _finding_view(report: Report, f: Finding) -> dict[str, Any]:

@@ -72,6 +72,7 @@ def test_period_section_renders_shares_regressions_and_a_chart(report: Report) -
     assert "Audit period 2026-08-01 to 2026-11-20 (4 scans)" in section
     assert "75.0%" in section and "100.0%" in section  # CC6.1 passed 3 of 4 scans, A.8.5 4 of 4
     assert "36.0" in section and "still failing" in section
+    assert "2026-08-31 09:00 UTC" in section and "2026-09-01 21:00 UTC" in section
     assert section.count("<polyline") == 5  # one line per severity
     without = render_html(dataclasses.replace(report, period=None))
     assert '<section id="period">' not in without
