@@ -24,6 +24,7 @@ from scanners.report import (
     write_bundle,
     write_exports,
 )
+from scanners.report.exports import planned_paths
 from scanners.report.keys import PASSPHRASE_ENV, passphrase_from_env
 from scanners.waivers import load_waivers
 
@@ -102,6 +103,15 @@ def _parse_severity(value: str | None) -> Severity | None:
         raise InputError(f"--fail-on: {exc}") from None
 
 
+def _refuse_overwriting_inputs(args: argparse.Namespace, formats: list[str]) -> None:
+    """An export written over its own input (report out/findings.json --out out) loses the scan."""
+    inputs = {p.resolve(): p for p in (args.findings, args.baseline, args.waivers, args.signing_key) if p is not None}
+    outputs = planned_paths(args.out, formats) + ([args.bundle] if args.bundle is not None else [])
+    for output in outputs:
+        if output.resolve() in inputs:
+            raise InputError(f"{output} would overwrite the input {inputs[output.resolve()]}: choose another --out")
+
+
 def _report(args: argparse.Namespace) -> int:
     # Validate every argument before reading or writing anything.
     formats = parse_formats(args.format)
@@ -112,6 +122,7 @@ def _report(args: argparse.Namespace) -> int:
         raise InputError("--fail-on-new needs --baseline")
     if (args.signing_key or args.raw) and args.bundle is None:
         raise InputError("--signing-key and --raw only make sense with --bundle")
+    _refuse_overwriting_inputs(args, formats)
     signing_key = None
     if args.bundle is not None:
         if args.signing_key is None:

@@ -85,7 +85,8 @@ def _tags(references: dict[str, list[str]] | Any) -> list[str]:
 
 
 def _rule(rid: str, info: ControlInfo, sample: Finding, max_score: float) -> dict[str, Any]:
-    title = sample.title if sample.rule else info.title
+    # A sub-rule's findings carry per-hit titles; the rule describes them all.
+    title = f"{info.title} ({sample.rule})" if sample.rule else info.title
     return {
         "id": rid,
         "name": rid.replace("/", "_").replace("-", "_"),

@@ -49,6 +49,11 @@ def parse_formats(value: str | Iterable[str]) -> list[str]:
     return chosen
 
 
+def planned_paths(out_dir: Path, formats: Iterable[str]) -> list[Path]:
+    """The files ``write_exports`` would write, to check them before anything is written."""
+    return [out_dir / filename for name in parse_formats(formats) for filename, _ in FORMATS[name]]
+
+
 def write_exports(report: Report, out_dir: Path, formats: Iterable[str]) -> list[Path]:
     """Render and write each format's files into ``out_dir``; returns the paths written.
 

@@ -157,6 +157,15 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert not (tmp_path / "out").exists()
 
 
+def test_an_export_never_overwrites_its_own_input(tmp_path: Path, scan: dict[str, Path]) -> None:
+    before = scan["findings"].read_bytes()
+    result = run("report", scan["findings"], "--out", scan["findings"].parent, "--format", "json")
+    assert result.returncode == 2
+    assert "findings.json would overwrite the input" in result.stderr and "choose another --out" in result.stderr
+    assert scan["findings"].read_bytes() == before
+    assert not (scan["findings"].parent / "report.json").exists()
+
+
 def test_invalid_findings_document_exits_2(tmp_path: Path, scan: dict[str, Path]) -> None:
     data = json.loads(scan["findings"].read_text())
     data["findings"][0]["severity"] = "catastrophic"

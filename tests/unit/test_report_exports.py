@@ -181,6 +181,8 @@ def test_sarif_rules_and_results_are_what_code_scanning_needs(report: Report) ->
     rule_ids = [r["id"] for r in rules]
     assert rule_ids == sorted({r["ruleId"] for r in results})
     assert "CODE-901/B105" in rule_ids and "SSH-004" not in rule_ids
+    code_rule = next(r for r in rules if r["id"] == "CODE-901/B105")
+    assert code_rule["shortDescription"]["text"] == "No hard-coded credentials in application code (B105)"
     for result in results:
         rule = rules[result["ruleIndex"]]
         assert rule["id"] == result["ruleId"]
