@@ -60,7 +60,7 @@ def _waiver_for(finding: Finding, waivers: WaiverSet | None, today: date) -> dic
     if waivers is not None:
         match: Waiver | None = waivers.match(finding)
         return match.to_dict(today) if match else None
-    return _embedded_waiver(finding, today) if finding.status is Status.WAIVED else None
+    return _embedded_waiver(finding, today) if finding.waiver else None
 
 
 def apply_waivers(findings: Iterable[Finding], waivers: WaiverSet | None, today: date) -> WaiverOutcome:
@@ -71,9 +71,11 @@ def apply_waivers(findings: Iterable[Finding], waivers: WaiverSet | None, today:
         failing = finding.status in (Status.FAIL, Status.WAIVED)
         waiver = _waiver_for(finding, waivers, today) if failing else None
         if waiver is None:
-            if finding.status is Status.WAIVED:
-                # A waived status nobody can justify any more is a failure again.
-                annotated.append(dataclasses.replace(finding, status=Status.FAIL, waiver=None))
+            if finding.status is Status.WAIVED or finding.waiver is not None:
+                # A waived status nobody can justify any more is a failure again, and a waiver
+                # the finding carries from an older report but no longer matches is dropped.
+                unwaived = Status.FAIL if finding.status is Status.WAIVED else finding.status
+                annotated.append(dataclasses.replace(finding, status=unwaived, waiver=None))
             else:
                 annotated.append(finding)
             continue

@@ -82,6 +82,14 @@ def test_a_fed_back_export_cannot_hide_an_expired_waiver(tmp_path: Path) -> None
     unexplained = [dataclasses.replace(sim2, status=Status.WAIVED, waiver=None)]
     assert apply_waivers(unexplained, None, TODAY).findings[0].status is Status.FAIL
 
+    # the expired one of the old export is listed as expired again, not only shown on the finding
+    sim1 = next(f for f in waived if f.control_id == "SSH-010" and f.resource.host == "sim-1")
+    assert [u.fingerprints for u in apply_waivers(waived, None, TODAY).expired] == [(sim1.fingerprint,)]
+    # with a waiver file, what the old export carried no longer counts
+    (tmp_path / "none.yml").write_text("waivers: []\n")
+    rejudged = apply_waivers(waived, load_waivers(tmp_path / "none.yml", catalog), TODAY).findings
+    assert all(f.waiver is None for f in rejudged) and not any(f.status is Status.WAIVED for f in rejudged)
+
 
 def test_report_lists_expired_waivers_and_shows_waived_findings(tmp_path: Path) -> None:
     catalog, path = fleet_document(tmp_path)
