@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   debootstrap systemd-container socat iproute2 util-linux openssh-client ca-certificates
   python3-venv python3-pip nginx openssl
-  docker.io busybox-static
+  docker.io busybox-static chromium chromium-driver
   # postgresql: the history store tests start their own server (tests/postgres_server.py) on a
   # private unix socket; any cluster the package creates or starts is left alone.
   postgresql
