@@ -46,6 +46,10 @@ def timed(label: str, action: Callable[[], T]) -> T:
     return result
 
 
+def failing_in(pairs: set[tuple[int, int]]) -> Callable[[int, int], bool]:
+    return lambda host, control: (host, control) in pairs
+
+
 def document(
     scan_id: str, when: datetime, hosts: int, controls: int, failing: Callable[[int, int], bool]
 ) -> FindingsDocument:
@@ -124,7 +128,7 @@ def main() -> None:
                         START + timedelta(hours=12 * i),
                         args.hosts,
                         args.controls,
-                        lambda h, c, flaky=flaky: (h, c) in flaky,
+                        failing_in(flaky),
                     ),
                 )
             elapsed = time.perf_counter() - began
