@@ -304,7 +304,13 @@ class Fleet:
                     "ansible_python_interpreter": "/usr/bin/python3",
                     "preaudit_lab": True,
                 },
-                "children": {"simulation": {"hosts": hosts}},
+                "children": {
+                    "simulation": {
+                        "hosts": hosts,
+                        # The platform's port: the firewall keeps it open besides SSH.
+                        "vars": {"os_hardening_firewall_allowed_tcp_ports": [443]},
+                    }
+                },
             }
         }
         header = "# Written by `preaudit lab up`; rewritten on every lab change. Do not edit.\n"

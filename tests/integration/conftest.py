@@ -86,6 +86,37 @@ def _remove_stale_labs() -> None:
         shutil.rmtree(lab_dir, ignore_errors=True)
 
 
+@dataclass
+class Converged:
+    """site.yml applied twice to the converged hosts: the first run and the idempotence run."""
+
+    hosts: list[str]
+    first: RunResult
+    second: RunResult
+
+
+@pytest.fixture(scope="session")
+def converged(lab: Lab) -> Converged:
+    """The first hosts of the fleet hardened with site.yml (read-only for the tests that use it).
+
+    The last host is never converged: tests that need a fresh or a disposable host take it
+    through the ``fresh_host`` fixture.
+    """
+    hosts = lab.names[:-1]
+    limit = ",".join(hosts)
+    first = lab.playbook("site.yml", limit=limit)
+    second = lab.playbook("site.yml", limit=limit)
+    return Converged(hosts, first, second)
+
+
+@pytest.fixture
+def fresh_host(lab: Lab) -> str:
+    """The last host of the fleet with a fresh disk from the image, as newly provisioned."""
+    name = lab.names[-1]
+    lab.fleet.reset_host(name)
+    return name
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     if os.environ.get("PREAUDIT_SKIP_LAB") == "1":
