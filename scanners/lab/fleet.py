@@ -178,6 +178,17 @@ class Fleet:
                 _atomic_write(self.settings.state_file, state.to_json())
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def _machine_lock(self) -> Iterator[None]:
+        path = self.settings.image_cache / ".fleets.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def state(self) -> LabState:
         return LabState.load(self.settings.state_file)
 
@@ -190,7 +201,9 @@ class Fleet:
             raise EnvironmentProblem("lab: booting hosts needs root (systemd-nspawn, mounts, veth); run with sudo")
         rootfs = image.ensure_image(self.settings, self.progress)
         self._ensure_ssh_key()
-        with self._locked() as state:
+        # Labs of other users or test sessions share the machine's address space and interface
+        # names: choosing slots and booting happens under one machine-wide lock.
+        with self._machine_lock(), self._locked() as state:
             state.prefix = self.settings.prefix
             if state.image and state.image != image.recipe_hash() and state.hosts:
                 self.progress("the image recipe changed: replacing the running hosts")
@@ -202,6 +215,11 @@ class Fleet:
                 self.progress(f"{name}: stopping (not among the {count} wanted hosts)")
                 self._destroy(state, state.hosts[name])
             todo = [n for n in wanted if n not in state.hosts or not state.hosts[n].running()]
+            taken = sorted(n for n in todo if n not in state.hosts and Path(f"/sys/class/net/ve-{n}").exists())
+            if taken:
+                raise InputError(
+                    f"another lab already runs host(s) {', '.join(taken)}; use another --prefix or PREAUDIT_LAB_PREFIX"
+                )
             used = _used_slots() | {h.slot for n, h in state.hosts.items() if n not in todo}
             for name in todo:
                 if name in state.hosts:

@@ -28,7 +28,8 @@ from scanners.lab.processes import start_ticks
 from scanners.lab.settings import LabSettings
 
 TEST_LAB_ROOT = Path(os.environ.get("PREAUDIT_TEST_LAB_ROOT", "/var/tmp"))
-TEST_PREFIX = "pt"
+# Concurrent test sessions on one machine need distinct host names (they name veth links).
+TEST_PREFIX = os.environ.get("PREAUDIT_TEST_PREFIX", "pt")
 LAB_API_KEY = "mc_lab_4f8a2c91d7e35b60a1f9c8e2d4b7a613"
 
 # testinfra and ansible-runner look for ansible-* programs on PATH.
