@@ -64,6 +64,7 @@ import grp
 import os
 import pwd
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -101,8 +102,10 @@ def set_attrs(path, spec):
 
 
 def validate(module, command, candidate):
-    argv = command.replace("%s", candidate)
-    proc = subprocess.run(argv, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)  # noqa: S602
+    # Like the template module's validate: split the command, substitute the candidate path,
+    # run it without a shell.
+    argv = [part.replace("%s", candidate) for part in shlex.split(command)]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
         output = proc.stdout.decode("utf-8", "replace").strip()
         module.fail_json(msg="validation failed (%s): %s" % (command, output[-2000:]))

@@ -4,6 +4,8 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_RUNTIME = 3
+# A control that passed in the previous scan fails now (--fail-on-regression), distinct from 1.
+EXIT_REGRESSION = 4
 
 
 class PreauditError(Exception):

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# A recorded scan has regressions and --fail-on-regression was given (distinct from 1, findings).
-EXIT_REGRESSION = 4
+from scanners.errors import EXIT_REGRESSION
+
 STORE_ENV_VAR = "PREAUDIT_STORE"  # the same as scanners.history.urls.ENV_VAR (a test keeps them equal)
 
 _STORE_HELP = (

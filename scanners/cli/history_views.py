@@ -13,8 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scanners.catalog import default_catalog
-from scanners.cli.history_cmd import EXIT_REGRESSION
-from scanners.errors import InputError
+from scanners.errors import EXIT_REGRESSION, InputError
 from scanners.findings import format_timestamp, parse_timestamp
 from scanners.findings_file import read_document
 from scanners.history.intervals import Interval, Outcome, Timeline

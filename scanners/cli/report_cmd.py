@@ -8,7 +8,7 @@ from datetime import date
 from pathlib import Path
 
 from scanners.catalog import default_catalog
-from scanners.errors import EXIT_FINDINGS, EXIT_OK, InputError
+from scanners.errors import EXIT_FINDINGS, EXIT_OK, EXIT_REGRESSION, InputError
 from scanners.findings import Severity
 from scanners.findings_file import read_document
 from scanners.frameworks import READINESS_FRAMEWORKS
@@ -59,6 +59,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--signing-key", type=Path, metavar="KEY", help=f"Ed25519 private key (PEM); see {PASSPHRASE_ENV}"
     )
     report.add_argument("--raw", type=Path, metavar="DIR", help="raw scanner outputs to put into the bundle")
+    report.add_argument(
+        "--period",
+        metavar="START..END",
+        help="add the 'over the audit period' section from the history store (UTC dates, both included)",
+    )
+    report.add_argument("--store", metavar="URL", help="history store for --period (default: $PREAUDIT_STORE)")
+    report.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help=f"exit {EXIT_REGRESSION} when a finding that passed (or was waived) in --baseline fails now",
+    )
     report.set_defaults(func=_report)
 
     verify = sub.add_parser(
@@ -120,6 +131,16 @@ def _report(args: argparse.Namespace) -> int:
     frameworks = [k.strip() for k in args.framework.split(",") if k.strip()] if args.framework else None
     if args.fail_on_new and args.baseline is None:
         raise InputError("--fail-on-new needs --baseline")
+    if args.fail_on_regression and args.baseline is None:
+        raise InputError("--fail-on-regression needs --baseline")
+    if args.store and not args.period:
+        raise InputError("--store is only read for --period")
+    period_range = None
+    if args.period:
+        # The history store (SQLAlchemy, alembic) is imported only when needed: it slows start-up.
+        from scanners.history.period import parse_period
+
+        period_range = parse_period(args.period)
     if (args.signing_key or args.raw) and args.bundle is None:
         raise InputError("--signing-key and --raw only make sense with --bundle")
     _refuse_overwriting_inputs(args, formats)
@@ -133,8 +154,21 @@ def _report(args: argparse.Namespace) -> int:
     document = read_document(args.findings)
     baseline = read_document(args.baseline) if args.baseline else None
     waivers = load_waivers(args.waivers, catalog) if args.waivers else None
+    period = None
+    if period_range is not None:
+        from scanners.history.period import build_period_summary
+        from scanners.history.store import open_store
+
+        with open_store(args.store, create=False) as store:
+            period = build_period_summary(store, *period_range)
     report = build_report(
-        document, waivers=waivers, baseline=baseline, today=today, frameworks=frameworks, catalog=catalog
+        document,
+        waivers=waivers,
+        baseline=baseline,
+        period=period,
+        today=today,
+        frameworks=frameworks,
+        catalog=catalog,
     )
     written = write_exports(report, args.out, formats)
     for path in written:
@@ -163,6 +197,9 @@ def _report(args: argparse.Namespace) -> int:
     gate = evaluate_gate(report.findings, report.diff, fail_on=fail_on, fail_on_new=args.fail_on_new)
     for reason in gate.reasons:
         print(f"preaudit: failing: {reason}", file=sys.stderr)
+    if args.fail_on_regression and report.diff and report.diff.counts["regressed"]:
+        print(f"preaudit: failing: {report.diff.counts['regressed']} regression(s) since the baseline", file=sys.stderr)
+        return EXIT_REGRESSION
     return gate.exit_code
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -122,8 +122,10 @@ def _used_slots() -> set[int]:
     return {int(m.group(1)) for m in re.finditer(rf"inet {re.escape(SUBNET)}\.(\d+)\.1/", out)}
 
 
-def _wait_ssh_banner(port: int, deadline: float) -> None:
+def _wait_ssh_banner(port: int, deadline: float, host_process: ProcessRef) -> None:
     while time.monotonic() < deadline:
+        if not host_process.alive():
+            raise EnvironmentProblem("the host stopped while booting (see its console.log)")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
             sock.settimeout(3)
             if sock.recv(64).startswith(b"SSH-2.0"):
@@ -132,11 +134,13 @@ def _wait_ssh_banner(port: int, deadline: float) -> None:
     raise EnvironmentProblem(f"lab: no SSH banner on 127.0.0.1:{port} within {BOOT_TIMEOUT:.0f}s")
 
 
-def _wait_tls(port: int, deadline: float) -> None:
+def _wait_tls(port: int, deadline: float, host_process: ProcessRef) -> None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     while time.monotonic() < deadline:
+        if not host_process.alive():
+            raise EnvironmentProblem("the host stopped while booting (see its console.log)")
         with (
             contextlib.suppress(OSError),
             socket.create_connection(("127.0.0.1", port), timeout=2) as raw,
@@ -359,7 +363,9 @@ class Fleet:
             self._boot(host, rootfs)
         except (EnvironmentProblem, OSError, subprocess.SubprocessError, RuntimeError) as exc:
             self._stop_processes(host)
-            return f"{host.name}: {exc}"
+            console = host.host_dir / "console.log"
+            tail = console.read_text(errors="replace").strip().splitlines()[-3:] if console.exists() else []
+            return f"{host.name}: {exc}" + (f" (console: {' | '.join(tail)})" if tail else "")
         return ""
 
     def _mount(self, host: HostState, rootfs: Path) -> Path:
@@ -448,14 +454,25 @@ class Fleet:
         leader = self._leader(ref, deadline)
         self._network(host, leader)
         host.forwarders = []
-        for port, target in ((host.ssh_port, 22), (host.https_port, 443)):
+        host.ssh_port = self._forward(host, host.ssh_port, 22, log)
+        host.https_port = self._forward(host, host.https_port, 443, log)
+        _wait_ssh_banner(host.ssh_port, deadline, ref)
+        _wait_tls(host.https_port, deadline, ref)
+        self.progress(f"{host.name}: up (ssh 127.0.0.1:{host.ssh_port}, https 127.0.0.1:{host.https_port})")
+
+    def _forward(self, host: HostState, port: int, target: int, log: IO[bytes]) -> int:
+        """Expose the host's ``target`` port on 127.0.0.1; another process may have taken the port
+        chosen earlier, in which case socat exits at once and a new free port is tried."""
+        for _attempt in range(5):
             fwd = processes.spawn(
                 ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", f"TCP:{host.address}:{target}"], log
             )
-            host.forwarders.append(fwd.to_dict())
-        _wait_ssh_banner(host.ssh_port, deadline)
-        _wait_tls(host.https_port, deadline)
-        self.progress(f"{host.name}: up (ssh 127.0.0.1:{host.ssh_port}, https 127.0.0.1:{host.https_port})")
+            time.sleep(0.15)
+            if fwd.alive():
+                host.forwarders.append(fwd.to_dict())
+                return port
+            port = _free_port()
+        raise EnvironmentProblem(f"{host.name}: cannot expose port {target} on 127.0.0.1 (socat keeps failing)")
 
     def _stop_processes(self, host: HostState) -> None:
         for fwd in host.forwarders:
