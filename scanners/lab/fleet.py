@@ -17,6 +17,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -167,6 +168,12 @@ class Fleet:
     def __init__(self, settings: LabSettings, progress: Progress | None = None) -> None:
         self.settings = settings
         self.progress = progress or (lambda _msg: None)
+        self._save_lock = threading.Lock()
+        self._checkpoint: Callable[[], None] = lambda: None
+
+    def _save(self, state: LabState) -> None:
+        with self._save_lock:
+            _atomic_write(self.settings.state_file, state.to_json())
 
     # -- locking and state -------------------------------------------------------------------
 
@@ -234,6 +241,10 @@ class Fleet:
                     root = self.settings.hosts_dir / name / "root"
                     state.hosts[name] = HostState(name, slot, _free_port(), _free_port(), str(root))
             started = time.monotonic()
+            # The state is saved as each process starts: a session killed in the middle of a boot
+            # leaves a state file that `lab down` (and the next test session) can clean up from.
+            self._checkpoint = lambda: self._save(state)
+            self._save(state)
             with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
                 results = list(pool.map(lambda n: self._boot_safely(state.hosts[n], rootfs), todo))
             errors = [r for r in results if r]
@@ -451,11 +462,13 @@ class Fleet:
         ]  # fmt: skip
         ref = processes.spawn(argv, log)
         host.nspawn = ref.to_dict()
+        self._checkpoint()
         leader = self._leader(ref, deadline)
         self._network(host, leader)
         host.forwarders = []
         host.ssh_port = self._forward(host, host.ssh_port, 22, log)
         host.https_port = self._forward(host, host.https_port, 443, log)
+        self._checkpoint()
         _wait_ssh_banner(host.ssh_port, deadline, ref)
         _wait_tls(host.https_port, deadline, ref)
         self.progress(f"{host.name}: up (ssh 127.0.0.1:{host.ssh_port}, https 127.0.0.1:{host.https_port})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -125,6 +126,15 @@ def fresh_host(lab: Lab) -> str:
     # Services still starting (containerd creates /etc/cni late) would look like changes.
     lab.root_run(name, "systemctl is-system-running --wait")
     return name
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # CI timeouts and `kill` send SIGTERM, which would end Python without running the fixtures'
+    # teardown and leave the lab's hosts running: treat it like Ctrl-C.
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @pytest.fixture(scope="session")

@@ -370,10 +370,11 @@ def test_refuses_to_disable_passwords_while_ansible_logs_in_with_one(lab: Lab, f
 
 
 def test_refuses_to_disable_root_login_while_ansible_connects_as_root(lab: Lab, fresh_host: str) -> None:
-    # Passwords stay allowed here, so that the root-login refusal is the one that applies.
+    # Passwords and every group stay allowed here, so that the root-login refusal is the one that applies.
     extravars = {
         **_password_login(lab, fresh_host, "root", "root", False),
         "ssh_hardening_password_authentication": True,
+        "ssh_hardening_allow_groups": [],
     }
     _refused_without_change(
         lab, fresh_host, extravars, "Ansible connects as root and PermitRootLogin no would end that"
