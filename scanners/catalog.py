@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -351,5 +352,7 @@ def load_catalog(directory: Path | None = None) -> Catalog:
 
 @cache
 def default_catalog() -> Catalog:
-    """The catalog shipped with the package, loaded once per process."""
-    return load_catalog()
+    """The catalog in use, loaded once per process: the shipped one, or the directory named by
+    $PREAUDIT_CATALOG_DIR (a company's own catalog, validated the same way)."""
+    override = os.environ.get("PREAUDIT_CATALOG_DIR")
+    return load_catalog(Path(override) if override else None)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from scanners import __version__
 from scanners.cli import catalog_cmd, history_cmd, lab_cmd, report_cmd, vulndb_cmd
-from scanners.errors import EXIT_USAGE, PreauditError
+from scanners.errors import EXIT_RUNTIME, EXIT_USAGE, PreauditError
 
 # Each module adds its subcommands; adding a subcommand never touches another module.
 SUBCOMMAND_MODULES = (lab_cmd, catalog_cmd, vulndb_cmd, report_cmd, history_cmd)
@@ -46,6 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PreauditError as exc:
         print(f"preaudit: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # A full disk, a vanished directory, a permission problem: the machine's, not a bug.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"preaudit: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_RUNTIME
     except KeyboardInterrupt:
         print("preaudit: interrupted", file=sys.stderr)
         return 130
