@@ -110,7 +110,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     how.add_argument("--workers", type=int, default=6, metavar="N", help="scanner jobs run at once (default 6)")
 
     out = scan.add_argument_group("output")
-    out.add_argument("--out", type=Path, default=Path("scan"), metavar="DIR", help="output directory (default ./scan)")
+    out.add_argument(
+        "--out", type=Path, default=Path("out/scan"), metavar="DIR", help="output directory (default ./out/scan)"
+    )
     out.add_argument("--fail-on", metavar="SEVERITY", help="exit 1 if a failing finding is at or above SEVERITY")
     out.add_argument(
         "--store",
