@@ -245,3 +245,26 @@ def test_endpoints_that_hang_or_do_not_speak_tls_are_errors_within_the_timeout(
     # The endpoint that does speak TLS is scanned in the same run.
     lab_endpoint = f"montecarlo.lab:{lab.port(lab.names[0], 'https')}"
     assert {f.control_id for f in document.findings if f.resource.endpoint == lab_endpoint} >= {"TLS-001", "TLS-004"}
+
+
+def test_a_hosts_docker_engine_is_checked_over_ssh(lab: Lab, tmp_path: Path) -> None:
+    host = lab.names[0]
+    scan = run_scan(
+        tmp_path / "scan",
+        "--inventory",
+        str(lab.inventory),
+        "--limit",
+        host,
+        "--scanners",
+        "containers",
+        "--docker-hosts",
+    )
+    assert scan.rc == 0, scan.stderr[-3000:]
+    engine = f"ssh://{host}/var/run/docker.sock"
+    runtime = [f for f in scan.on(host) if f.resource.endpoint == engine]
+    assert runtime, "no finding from the host's Docker Engine"
+    assert all(f.control_id.startswith("CTR-") and f.status is not Status.ERROR for f in runtime), [
+        (f.control_id, f.message) for f in runtime
+    ]
+    # The same settings are judged statically from the fetched daemon.json.
+    assert any(f.resource.path == "/etc/docker/daemon.json" for f in scan.on(host))
