@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian 12 machine to a findings report: set up, boot the lab fleet of
 # simulation hosts (building the image on first use), harden it, scan it and render the report
-# into out/. Run as root. Settings: PREAUDIT_HOSTS (default 3), PREAUDIT_OUT (default out),
+# into out/. Run as root. Settings: PREAUDIT_HOSTS (default 3), PREAUDIT_OUT (default out), the
+# lab's own (PREAUDIT_LAB_DIR, PREAUDIT_LAB_PREFIX, PREAUDIT_LAB_INVENTORY: see README),
 # PREAUDIT_ADVISORIES (a PyPA advisory-database tarball or checkout to import as the offline
 # vulnerability database; without one, `preaudit vulndb sync` is tried).
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 HOSTS=${PREAUDIT_HOSTS:-3}
 OUT=${PREAUDIT_OUT:-out}
-INVENTORY=inventories/lab/hosts.yml
+INVENTORY=${PREAUDIT_LAB_INVENTORY:-inventories/lab/hosts.yml}
 export PATH="$PWD/.venv/bin:$PATH"
 
 preaudit lab up --hosts "$HOSTS" --inventory "$INVENTORY"
