@@ -233,7 +233,7 @@ class HostCallbacks:
 
     emit: Callable[[str, Finding], None]
     on_started: Callable[[str], None] = lambda _host: None
-    on_audit: Callable[[str, dict[str, Any]], None] = lambda _host, _result: None
+    on_audit: Callable[[str, dict[str, Any], HostOutcome], None] = lambda _host, _result, _outcome: None
     on_files: Callable[[str, HostFiles], None] = lambda _host, _files: None
     on_done: Callable[[str, HostOutcome], None] = lambda _host, _outcome: None
 
@@ -326,7 +326,7 @@ class _EventHandler:
             else:
                 for finding in findings:
                     self.callbacks.emit(outcome.name, finding)
-                self.callbacks.on_audit(outcome.name, result)
+                self.callbacks.on_audit(outcome.name, result, outcome)
         elif kind == "runner_on_ok" and action == FILES_MODULE:
             outcome.files = True
             try:

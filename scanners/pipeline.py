@@ -34,7 +34,14 @@ from scanners.errors import InputError
 from scanners.findings import Finding, Resource, ResourceKind, Status, utcnow
 from scanners.findings_file import FindingsDocument, FindingsStream, ScanInfo, write_document
 from scanners.fsutil import write_text_atomic
-from scanners.host_scan import DEFAULT_HOST_FILES, HostCallbacks, HostFiles, InventoryHost, run_host_scan
+from scanners.host_scan import (
+    DEFAULT_HOST_FILES,
+    HostCallbacks,
+    HostFiles,
+    HostOutcome,
+    InventoryHost,
+    run_host_scan,
+)
 from scanners.scanning import ScanContext, ScanRoot, TlsEndpoint, error_finding
 
 SCANNERS = ("host", "tls", "secrets", "code", "dependencies", "containers")
@@ -406,7 +413,7 @@ class _Scan:
             callbacks = HostCallbacks(
                 emit=self._host_emit,
                 on_started=lambda name: self._host_started(name, audit),
-                on_audit=lambda name, result: self._host_audited(by_name[name], result),
+                on_audit=lambda name, result, outcome: self._host_audited(by_name[name], result, outcome),
                 on_files=lambda name, files: self._host_files(by_name[name], files),
                 on_done=lambda name, outcome: self._host_done(name, outcome, audit),
             )
@@ -437,7 +444,7 @@ class _Scan:
         if audit and self.wants("host"):
             self.pipeline.progress.job_started(JobKey(host, "host"))
 
-    def _host_done(self, host: str, outcome: Any, audit: bool) -> None:
+    def _host_done(self, host: str, outcome: HostOutcome, audit: bool) -> None:
         with self.lock:
             self.host_seconds[host] = {"task": outcome.audit_seconds, "module": outcome.module_seconds}
             finished = host in self.hosts_finished
@@ -449,14 +456,21 @@ class _Scan:
         path = self.raw_dir / kind / f"{_safe_name(host)}.json"
         write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
-    def _host_audited(self, host: InventoryHost, result: dict[str, Any]) -> None:
+    def _host_audited(self, host: InventoryHost, result: dict[str, Any], outcome: HostOutcome) -> None:
+        key = JobKey(host.name, "host")
         if self.wants("host"):
             with self.lock:
                 self.hosts_finished.add(host.name)
-            self.pipeline.progress.job_finished(JobKey(host.name, "host"), None)
+            self.pipeline.progress.job_message(
+                key, f"audit {outcome.audit_seconds or 0:.2f}s (checks {outcome.module_seconds or 0:.2f}s)"
+            )
+            self.pipeline.progress.job_finished(key, None)
         facts = result.get("host") or {}
+        timing = {"task_seconds": outcome.audit_seconds, "checks_seconds": outcome.module_seconds}
         self._write_raw(
-            "host_audit", host.name, {"host": host.name, "controls": result.get("controls"), "facts": facts}
+            "host_audit",
+            host.name,
+            {"host": host.name, "controls": result.get("controls"), "facts": facts, "timing": timing},
         )
         ports = [int(p) for p in facts.get("tls_ports") or []]
         if ports and self.wants("tls"):

@@ -123,7 +123,7 @@ class Recorder:
     def callbacks(self) -> HostCallbacks:
         return HostCallbacks(
             emit=lambda host, f: self.findings.append((host, f)),
-            on_audit=lambda host, _r: self.audits.append(host),
+            on_audit=lambda host, _r, _o: self.audits.append(host),
             on_files=lambda host, files: self.files.__setitem__(host, files),
             on_done=lambda host, _o: self.done.append(host),
         )

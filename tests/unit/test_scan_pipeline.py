@@ -289,3 +289,20 @@ def test_ctrl_c_writes_an_incomplete_document_from_what_was_collected(
     assert document.scan.complete is False
     assert "B301" in {f.rule for f in document.findings if f.control_id == "CODE-001"}
     assert json.loads((tmp_path / "out" / "findings.json").read_text())["scan"]["complete"] is False
+
+
+@pytest.mark.usefixtures("isolated_caches")
+def test_store_records_each_scan_and_a_regression_exits_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tree = tmp_path / "platform"
+    tree.mkdir()
+    compose = tree / "docker-compose.yml"
+    compose.write_text("services:\n  web:\n    image: nginx:1.27\n")
+    store = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    common = ["scan", "--code", str(tree), "--scanners", "containers", "--store", store, "--fail-on-regression"]
+
+    assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    assert "recorded scan" in capsys.readouterr().out
+    compose.write_text("services:\n  web:\n    image: nginx:1.27\n    privileged: true\n")
+    assert main([*common, "--out", str(tmp_path / "two")]) == 4
+    out = capsys.readouterr().out
+    assert "regression: CTR-C-001 fails on" in out
