@@ -284,7 +284,7 @@ def test_ctrl_c_writes_an_incomplete_document_from_what_was_collected(
         timer.cancel()
         silent.close()
     assert outcome.interrupted
-    assert elapsed < 15
+    assert elapsed < 30  # the grace period is 1 s here; the rest is a loaded machine
     document = read_document(outcome.findings_path)
     assert document.scan.complete is False
     assert "B301" in {f.rule for f in document.findings if f.control_id == "CODE-001"}
