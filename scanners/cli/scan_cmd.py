@@ -397,7 +397,7 @@ def print_summary(console: Console, outcome: ScanOutcome) -> None:
 
 
 def _record(args: argparse.Namespace, outcome: ScanOutcome, console: Console) -> int:
-    from scanners.cli.history_cmd import EXIT_REGRESSION
+    from scanners.errors import EXIT_REGRESSION
     from scanners.history.recording import record_scan
     from scanners.history.store import open_store
 
