@@ -306,7 +306,9 @@ def test_written_daemon_json_starts_a_real_dockerd_with_its_security_options(
 # --- the fresh host ----------------------------------------------------------------------------
 
 
-def test_check_mode_changes_nothing_then_tags_apply_one_control(lab: Lab, fresh_host: str, tmp_path: Path) -> None:
+def test_check_mode_changes_nothing_then_tags_apply_one_control_or_area(
+    lab: Lab, fresh_host: str, tmp_path: Path
+) -> None:
     _wait_for_docker(lab, fresh_host)
     host = lab.host(fresh_host)
     daemon_before = host.file(DAEMON_JSON).content
@@ -330,6 +332,12 @@ def test_check_mode_changes_nothing_then_tags_apply_one_control(lab: Lab, fresh_
     _wait_for_docker(lab, fresh_host)
     bridge = json.loads(host.check_output("docker network inspect bridge --format '{{json .Options}}'"))
     assert bridge["com.docker.network.bridge.enable_icc"] == "false"
+
+    # An area tag applies that area only: the Compose override, not daemon.json or the audit rules.
+    area = lab.playbook("containers.yml", limit=fresh_host, tags="ctr_compose")
+    assert area.rc == 0, area.stdout[-3000:]
+    assert host.file(OVERRIDE).exists and not host.file(RULES).exists
+    assert json.loads(host.file(DAEMON_JSON).content) == config
 
 
 def test_users_override_is_never_overwritten_and_the_socket_is_fixed(lab: Lab, fresh_host: str) -> None:
