@@ -111,7 +111,10 @@ def validate(module, command, candidate):
         module.fail_json(msg="validation failed (%s): %s" % (command, output[-2000:]))
 
 
-def write_atomic(module, path, data, spec):
+def write_atomic(module, path, data, spec, before_replace=None):
+    """Write a candidate beside ``path``, validate it, then (after ``before_replace``, e.g. a
+    backup of the current file) rename it over ``path``. A candidate that fails validation leaves
+    nothing behind."""
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
@@ -124,6 +127,8 @@ def write_atomic(module, path, data, spec):
         set_attrs(tmp, spec)
         if spec.get("validate"):
             validate(module, spec["validate"], tmp)
+        if before_replace is not None:
+            before_replace()
         os.rename(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -175,9 +180,12 @@ def ensure_file(module, spec, result):
             }
         )
         if not module.check_mode:
-            if before is not None and spec.get("backup"):
-                result["backups"][path] = backup(path)
-            write_atomic(module, path, data, spec)
+
+            def keep_previous():
+                if before is not None and spec.get("backup"):
+                    result["backups"][path] = backup(path)
+
+            write_atomic(module, path, data, spec, keep_previous)
     elif needs_attrs(path, spec):
         result["changed_paths"].append(path)
         if not module.check_mode:

@@ -493,3 +493,12 @@ def test_simulation_service_still_answers_over_tls(lab: Lab, converged: Converge
         status, body = lab.https_get(name, "/simulate/pi?samples=50000&seed=5", {"X-API-Key": LAB_API_KEY})
         assert status == 200, body
         assert json.loads(body)["samples"] == 50000
+
+
+def test_a_run_restricted_to_one_control_undoes_nothing_on_a_converged_host(lab: Lab, converged: Converged) -> None:
+    name = converged.hosts[0]
+    result = lab.playbook("site.yml", limit=name, tags="SSH-004,OS-KRN-001,OS-ACC-010,OS-MOD-001")
+    assert result.rc == 0, result.stdout[-3000:]
+    assert result.total("changed") == 0, "a restricted run rewrote a shared file without the other controls"
+    SSH_CHECKS["SSH-001"](lab.host(name))
+    OS_CHECKS["OS-ACC-011"](lab.host(name))
