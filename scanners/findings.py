@@ -174,6 +174,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def precise_utcnow() -> datetime:
+    """With microseconds: two scans started in the same second must still be ordered."""
+    return datetime.now(UTC)
+
+
 def parse_timestamp(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

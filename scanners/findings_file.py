@@ -16,7 +16,7 @@ import jsonschema
 from scanners import __version__
 from scanners.catalog import Catalog
 from scanners.errors import InputError
-from scanners.findings import Finding, format_timestamp, parse_timestamp, utcnow
+from scanners.findings import Finding, format_timestamp, parse_timestamp, precise_utcnow
 from scanners.fsutil import write_text_atomic
 
 SCHEMA_ID = "preaudit/findings/v1"
@@ -41,7 +41,7 @@ def validate_document(data: Any, source: str = "findings") -> None:
 @dataclass(slots=True)
 class ScanInfo:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    started_at: datetime = field(default_factory=utcnow)
+    started_at: datetime = field(default_factory=precise_utcnow)
     finished_at: datetime | None = None
     complete: bool = True
     hosts: list[str] = field(default_factory=list)
@@ -53,7 +53,7 @@ class ScanInfo:
         return {
             "id": self.id,
             "started_at": format_timestamp(self.started_at),
-            "finished_at": format_timestamp(self.finished_at or utcnow()),
+            "finished_at": format_timestamp(self.finished_at or precise_utcnow()),
             "complete": self.complete,
             "hosts": sorted(self.hosts),
             "scanners": sorted(self.scanners),

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from scanners.catalog import Catalog
 from scanners.errors import InputError
-from scanners.findings import Finding, Resource, ResourceKind, Status, utcnow
+from scanners.findings import Finding, Resource, ResourceKind, Status, precise_utcnow
 from scanners.findings_file import FindingsDocument, FindingsStream, ScanInfo, write_document
 from scanners.fsutil import write_text_atomic
 from scanners.host_scan import (
@@ -607,7 +607,7 @@ def run_scan(
                 pipeline.wait(CANCEL_GRACE_SECONDS)
         findings = pipeline.close()
         pipeline.shutdown()
-        info.finished_at = utcnow()
+        info.finished_at = precise_utcnow()
         info.complete = not interrupted
         info.vulndb = scan.vulndb
         document = FindingsDocument(
