@@ -71,7 +71,9 @@ def test_every_role_control_has_references_and_a_test() -> None:
         assert callable(getattr(sys.modules[__name__], test_name)), test_name
 
 
-def _scan(lab: Lab, hosts: list[str], server_name: str | None = None) -> dict[str, dict[str, Finding]]:
+def _scan(
+    lab: Lab, hosts: list[str], server_name: str | None = None, profile: str = "intermediate"
+) -> dict[str, dict[str, Finding]]:
     found: list[Finding] = []
     endpoints = [
         TlsEndpoint(address="127.0.0.1", port=lab.port(h, "https"), server_name=server_name or h, host=h) for h in hosts
@@ -81,6 +83,7 @@ def _scan(lab: Lab, hosts: list[str], server_name: str | None = None) -> dict[st
         endpoints,
         timeout=15.0,
         ca_file=ca_paths(lab.fleet.settings).certificate,
+        profile=profile,
     )
     by_host: dict[str, dict[str, Finding]] = {h: {} for h in hosts}
     for finding in found:
@@ -109,7 +112,7 @@ def test_only_tls12_and_tls13_are_accepted(lab: Lab, converged: Converged) -> No
 
 @pytest.mark.parametrize(
     "suite",
-    ["AES128-GCM-SHA256", "AES256-SHA", "ECDHE-ECDSA-AES128-SHA", "ECDHE-RSA-AES128-SHA256", "DES-CBC3-SHA"],
+    ["AES128-GCM-SHA256", "AES256-SHA", "AES128-SHA256", "ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384"],
 )
 def test_weak_cipher_suites_and_rsa_key_exchange_are_refused(lab: Lab, converged: Converged, suite: str) -> None:
     for host in converged.hosts:
@@ -209,11 +212,16 @@ class FreshTls:
     before_check: dict[str, str]
     after_check: dict[str, str]
     check: list[RunResult]
+    crypto_after_check: bool
     refused: RunResult
     after_refused: dict[str, str]
     health_after_refused: int
     applied: RunResult
     applied_scan: dict[str, Finding]
+    modern: RunResult
+    modern_scan: dict[str, Finding]
+    modern_clients: dict[str, bool]
+    modern_lifespan_days: int
 
 
 WATCHED = [SITE_FILE, "/etc/nginx/nginx.conf", KEY_FILE, CERT_FILE, ENV_FILE, "/etc/nginx/sites-enabled/montecarlo"]
@@ -236,6 +244,7 @@ def fresh_tls(lab: Lab) -> Iterator[FreshTls]:
     # the services its packages would install do not exist yet).
     check = [lab.playbook(pb, limit=name, check=True, diff=True) for pb in ("tls.yml", "secrets.yml")]
     after = snapshot(lab, name, WATCHED)
+    crypto_after_check = lab.host(name).package("python3-cryptography").is_installed
     bogus: dict[str, Any] = {
         "tls_hardening_endpoints": [
             {
@@ -254,9 +263,18 @@ def fresh_tls(lab: Lab) -> Iterator[FreshTls]:
     health, _body = lab.https_get(name, "/health")
     applied = lab.playbook("tls.yml", limit=name)
     applied_scan = _scan(lab, [name], "montecarlo.lab")[name]
+    modern = lab.playbook("tls.yml", limit=name, extravars={"tls_hardening_profile": "modern"})
+    modern_scan = _scan(lab, [name], "montecarlo.lab", profile="modern")[name]
+    modern_clients = {
+        "tls1.2": tls_connects(port, version=ssl.TLSVersion.TLSv1_2),
+        "tls1.3": tls_connects(port, version=ssl.TLSVersion.TLSv1_3),
+    }
+    cert = x509.load_pem_x509_certificate(ssl.get_server_certificate(("127.0.0.1", port)).encode())
+    lifespan = (cert.not_valid_after_utc - cert.not_valid_before_utc).days
     yield FreshTls(
-        name, image_scan, image_clients, before, after, check, refused, after_refused, health, applied, applied_scan
-    )
+        name, image_scan, image_clients, before, after, check, crypto_after_check, refused, after_refused, health,
+        applied, applied_scan, modern, modern_scan, modern_clients, lifespan,
+    )  # fmt: skip
 
 
 def test_the_image_fails_what_the_role_fixes(fresh_tls: FreshTls) -> None:
@@ -266,13 +284,13 @@ def test_the_image_fails_what_the_role_fixes(fresh_tls: FreshTls) -> None:
     assert fresh_tls.before_check[KEY_FILE].startswith("644 root:root")
 
 
-def test_check_mode_on_a_fresh_host_changes_nothing(lab: Lab, fresh_tls: FreshTls) -> None:
+def test_check_mode_on_a_fresh_host_changes_nothing(fresh_tls: FreshTls) -> None:
     tls, secrets = fresh_tls.check
     for run in (tls, secrets):
         assert run.rc == 0 and run.total("failures") == 0, run.stdout[-3000:]
         assert run.total("changed") > 0  # it reports what it would change
     assert fresh_tls.after_check == fresh_tls.before_check
-    assert not lab.host(fresh_tls.name).package("python3-cryptography").is_installed
+    assert not fresh_tls.crypto_after_check
     assert "python3-cryptography would be installed first" in tls.stdout
     assert "/etc/nginx/sites-available/montecarlo" in tls.stdout  # the diff of the site it would write
     assert "would get new values: JWT_SECRET" in secrets.stdout
@@ -291,3 +309,15 @@ def test_a_configuration_nginx_refuses_is_replaced_by_the_previous_one(fresh_tls
     assert fresh_tls.applied.rc == 0, fresh_tls.applied.stdout[-3000:]
     passed = {cid for cid, f in fresh_tls.applied_scan.items() if f.status.value == "pass"}
     assert passed >= IMAGE_FAILS
+
+
+def test_the_modern_profile_serves_tls13_only_with_a_90_day_certificate(fresh_tls: FreshTls) -> None:
+    assert fresh_tls.modern.rc == 0, fresh_tls.modern.stdout[-3000:]
+    statuses = {cid: f.status.value for cid, f in fresh_tls.modern_scan.items()}
+    not_applicable = {cid for cid, status in statuses.items() if status == "not_applicable"}
+    assert not_applicable == {"TLS-009", "TLS-010", "TLS-013", "TLS-014"}  # no TLS 1.2, no OCSP responder
+    assert {cid for cid, status in statuses.items() if status != "not_applicable"} == {
+        cid for cid, status in statuses.items() if status == "pass"
+    }, {cid: f.message for cid, f in fresh_tls.modern_scan.items()}
+    assert fresh_tls.modern_clients == {"tls1.2": False, "tls1.3": True}
+    assert fresh_tls.modern_lifespan_days == 90
