@@ -61,6 +61,7 @@ import ssl
 import stat
 import subprocess
 import time
+from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -730,6 +731,139 @@ def check_nftables(host, check, _ctx):
     raise CheckError("unknown nftables rule %s" % check["rule"])
 
 
+def _walk_files(root, max_depth):
+    """Regular files under ``root`` (no symbolic links followed), at most ``max_depth`` levels deep."""
+    base = root.rstrip("/").count("/")
+    for directory, dirs, files in os.walk(root, followlinks=False):
+        if directory in SKIP_DIRS or directory.count("/") - base >= max_depth:
+            dirs[:] = []
+        dirs[:] = [d for d in dirs if os.path.join(directory, d) not in SKIP_DIRS]
+        for name in files:
+            path = os.path.join(directory, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                yield path, st
+
+
+def _holds(path, marker):
+    try:
+        with open(path, "rb") as handle:
+            return marker.encode("utf-8") in handle.read(65536)
+    except OSError:
+        return False
+
+
+def check_secret_files(_host, check, _ctx):
+    """Files matching ``patterns`` (full-path globs) under ``paths``: mode, owner and group; never their content."""
+    allowed = int(str(check["mode"]), 8)
+    groups = as_list(check.get("group")) if check.get("group") else []
+    expected = {"mode": "%04o or stricter" % allowed}
+    if check.get("owner"):
+        expected["owner"] = check["owner"]
+    if groups:
+        expected["group"] = " or ".join(groups)
+    observed = {}
+    wrong = []
+    seen = set()
+    for root in check["paths"]:
+        if not os.path.isdir(root):
+            continue
+        for path, st in _walk_files(root, int(check.get("max_depth", 8))):
+            if path in seen or not any(fnmatch.fnmatchcase(path, p) for p in check["patterns"]):
+                continue
+            seen.add(path)
+            if any(fnmatch.fnmatchcase(path, p) for p in check.get("exclude") or []):
+                continue
+            if check.get("contains") and not _holds(path, check["contains"]):
+                continue
+            owner = _name(pwd.getpwuid, st.st_uid)
+            group = _name(grp.getgrgid, st.st_gid)
+            observed[path] = "%04o %s:%s" % (st.st_mode & 0o7777, owner, group)
+            if (
+                not _mode_ok(st.st_mode, allowed)
+                or (check.get("owner") and owner != check["owner"])
+                or (groups and group not in groups)
+            ):
+                wrong.append(path)
+    if not observed:
+        return not_applicable("none found", expected, "no matching file", files=[], wrong=[])
+    shown = dict((k, observed[k]) for k in sorted(observed)[:50])
+    message = ("wrong: " + ", ".join(sorted(wrong)[:20])) if wrong else ""
+    return result(not wrong, shown, expected, message, files=sorted(observed), wrong=sorted(wrong))
+
+
+def parse_env(text):
+    """KEY=VALUE lines of an environment file (systemd EnvironmentFile, docker compose .env)."""
+    values = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;" or "=" not in line:
+            continue
+        key, _sep, value = line.partition("=")
+        key = key.strip()
+        if key.startswith("export "):
+            key = key[len("export ") :].strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def secret_weakness(value, spec, denylist):
+    """Why ``value`` is not a strong secret (None when it is); the value itself is never part of the answer."""
+    if spec.get("kind") == "url":
+        try:
+            value = urlsplit(value).password
+        except ValueError:
+            return "not a URL"
+        if value is None:
+            return None  # no password in the URL (for example peer or certificate authentication)
+    if not value:
+        return "empty"
+    lowered = value.lower()
+    if lowered in denylist:
+        return "a known default value"
+    if len(set(value)) == 1:
+        return "one repeated character"
+    length = len(value.encode("utf-8"))
+    if length < int(spec["min_length"]):
+        return "%d bytes, fewer than %d" % (length, int(spec["min_length"]))
+    return None
+
+
+def check_env_secret_strength(_host, check, _ctx):
+    """Named secrets of an environment file: missing, empty, default or short. Reports names and reasons only."""
+    text = read_text(check["path"])
+    keys = [k if isinstance(k, dict) else {"name": k} for k in check["keys"]]
+    for spec in keys:
+        spec.setdefault("min_length", check.get("min_length", 32))
+    expected = dict((k["name"], ">= %s bytes, not a default value" % k["min_length"]) for k in keys)
+    if text is None:
+        return not_applicable("absent", expected, "%s does not exist" % check["path"], weak=[], missing=[])
+    values = parse_env(text)
+    denylist = set(str(d).lower() for d in check.get("denylist") or [])
+    observed = {}
+    weak = []
+    missing = []
+    for spec in keys:
+        name = spec["name"]
+        if name not in values:
+            observed[name] = "missing"
+            missing.append(name)
+            continue
+        reason = secret_weakness(values[name], spec, denylist)
+        observed[name] = ("weak: %s" % reason) if reason else "ok"
+        if reason:
+            weak.append(name)
+    bad = weak + missing
+    message = ("weak or missing: " + ", ".join(bad)) if bad else ""
+    return result(not bad, observed, expected, message, weak=weak, missing=missing)
+
+
 EVALUATORS = {
     "sshd_config": check_sshd_config,
     "sshd_host_keys": check_sshd_host_keys,
@@ -748,6 +882,8 @@ EVALUATORS = {
     "unowned_files": check_unowned_files,
     "auditd_rule": check_auditd_rule,
     "nftables": check_nftables,
+    "secret_files": check_secret_files,
+    "env_secret_strength": check_env_secret_strength,
 }
 
 

@@ -33,7 +33,8 @@ options:
     description:
       - List of C(path), C(regexp), C(line) and optional C(insertafter) (a regular expression). The
         last line matching C(regexp) is replaced by C(line), or C(line) is added after the last
-        line matching C(insertafter) or at the end.
+        line matching C(insertafter) or at the end. With C(backup) on any edit of a file, the
+        previous version of that file is kept and named in C(backups).
     type: list
     elements: dict
     default: []
@@ -213,6 +214,8 @@ def ensure_lines(module, path, edits, result):
         texts = {"before": before.decode("utf-8"), "after": after.decode("utf-8")}
         result["diff"].append(dict(before_header=path, after_header=path, **texts))
         if not module.check_mode:
+            if any(edit.get("backup") for edit in edits):
+                result["backups"][path] = backup(path)
             st = os.stat(path)
             spec = {"owner": pwd.getpwuid(st.st_uid).pw_name, "group": grp.getgrgid(st.st_gid).gr_name}
             spec["mode"] = "%o" % (st.st_mode & 0o7777)

@@ -94,6 +94,8 @@ CHECK_TYPES: dict[str, CheckType] = {
     "unowned_files": _ct("host", {"paths"}),
     "auditd_rule": _ct("host", {"keys"}),
     "nftables": _ct("host", {"rule"}),
+    "secret_files": _ct("host", {"paths", "patterns", "mode"}, {"owner", "group", "exclude", "contains", "max_depth"}),
+    "env_secret_strength": _ct("host", {"path", "keys"}, {"min_length", "denylist"}),
     "tls": _ct("tls", {"property"}, {"value"}),
     "secret": _ct("secrets", set(), {"kinds"}),
     "code": _ct("code", set(), {"min_severity"}),

@@ -29,6 +29,7 @@ import yaml
 
 from scanners.errors import EnvironmentProblem, InputError
 from scanners.lab import image, processes
+from scanners.lab.ca import ensure_ca
 from scanners.lab.processes import ProcessRef
 from scanners.lab.settings import LabSettings
 
@@ -318,6 +319,7 @@ class Fleet:
 
     def write_inventory(self, state: LabState | None = None) -> Path:
         state = state or self.state()
+        ca = ensure_ca(self.settings)
         hosts = {
             h.name: {
                 "ansible_host": "127.0.0.1",
@@ -336,6 +338,9 @@ class Fleet:
                     "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
                     "ansible_python_interpreter": "/usr/bin/python3",
                     "preaudit_lab": True,
+                    # The lab CA issues each host's certificate (its key stays on the controller).
+                    "tls_hardening_ca_cert": str(ca.certificate),
+                    "tls_hardening_ca_key": str(ca.private_key),
                 },
                 "children": {
                     "simulation": {

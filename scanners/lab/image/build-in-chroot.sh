@@ -23,9 +23,10 @@ apt-get install -y -qq --no-install-recommends \
 OFFLINE=/opt/offline-apt
 mkdir -p "$OFFLINE"
 apt-get clean
+# python3-cryptography: the tls_hardening role's certificate module runs on the target with it.
 apt-get install -y -qq --download-only \
     auditd audispd-plugins libpam-pwquality nftables unattended-upgrades apt-listchanges \
-    rsyslog apparmor apparmor-utils aide chrony
+    rsyslog apparmor apparmor-utils aide chrony python3-cryptography
 mv /var/cache/apt/archives/*.deb "$OFFLINE"/
 # systemd-timesyncd conflicts with chrony, so it is fetched on its own.
 apt-get install -y -qq --download-only systemd-timesyncd

@@ -1,0 +1,149 @@
+"""The host audit module evaluates exactly the catalog's host check types; the secrets checks never
+return a secret value."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scanners.catalog import CHECK_TYPES, default_catalog
+from tests.unit.module_loader import library
+
+AUDIT = library("host_audit")
+HOST = AUDIT.Host()
+
+
+def test_catalog_host_check_types_are_the_modules_evaluators() -> None:
+    host_types = {name for name, spec in CHECK_TYPES.items() if spec.evaluator == "host"}
+    assert host_types == set(AUDIT.EVALUATORS)
+
+
+def _secret_files(tmp_path: Path, **check: Any) -> dict[str, Any]:
+    result: dict[str, Any] = AUDIT.evaluate(HOST, {"id": "X", "check": {"type": "secret_files", **check}})
+    return result
+
+
+def test_secret_files_finds_by_full_path_pattern_and_judges_mode_owner_group(tmp_path: Path) -> None:
+    app = tmp_path / "opt" / "app"
+    (app / "conf").mkdir(parents=True)
+    env = app / ".env"
+    env.write_text("A=1\n")
+    env.chmod(0o644)
+    (app / ".env.example").write_text("A=\n")
+    ok = app / "conf" / "prod.env"
+    ok.write_text("B=2\n")
+    ok.chmod(0o600)
+    (app / "notes.txt").write_text("x")
+    result = _secret_files(
+        tmp_path,
+        paths=[str(tmp_path / "opt")],
+        patterns=["*/.env", "*/.env.*", "*.env"],
+        exclude=["*.example"],
+        mode="0640",
+        owner="root",
+    )
+    assert result["status"] == "fail"
+    assert result["details"]["wrong"] == [str(env)]
+    assert sorted(result["details"]["files"]) == sorted([str(env), str(ok)])
+    assert result["observed"][str(env)] == "0644 root:root"
+
+    env.chmod(0o640)
+    assert _secret_files(tmp_path, paths=[str(app)], patterns=["*/.env"], mode="0640", owner="root")["status"] == "pass"
+    strict_group = _secret_files(tmp_path, paths=[str(app)], patterns=["*/.env"], mode="0640", group=["montecarlo"])
+    assert strict_group["status"] == "fail"
+    none = _secret_files(tmp_path, paths=[str(tmp_path / "nothing")], patterns=["*"], mode="0600")
+    assert none["status"] == "not_applicable"
+
+
+def test_secret_files_can_require_a_marker_and_skips_symlinks(tmp_path: Path) -> None:
+    keys = tmp_path / "ssl"
+    keys.mkdir()
+    key = keys / "server.key"
+    key.write_text("-----BEGIN EC " + "PRIVATE KEY-----\nMHc=\n")
+    key.chmod(0o644)
+    cert = keys / "server.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nMII=\n")
+    cert.chmod(0o644)
+    os.symlink(key, keys / "link.key")
+    result = _secret_files(
+        tmp_path, paths=[str(keys)], patterns=["*.key", "*.pem"], contains="PRIVATE KEY-----", mode="0600"
+    )
+    assert result["details"]["files"] == [str(key)]
+    assert result["details"]["wrong"] == [str(key)]
+    assert "MHc" not in json.dumps(result)
+
+
+def test_secret_files_respects_the_depth_limit(tmp_path: Path) -> None:
+    deep = tmp_path / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    (deep / ".env").write_text("X=1\n")
+    assert _secret_files(tmp_path, paths=[str(tmp_path)], patterns=["*/.env"], mode="0600", max_depth=2)["status"] == (
+        "not_applicable"
+    )
+    assert _secret_files(tmp_path, paths=[str(tmp_path)], patterns=["*/.env"], mode="0600", max_depth=4)["status"] == (
+        "fail"
+    )
+
+
+CANARY = "canary-7d1f0c9e5b2a4f6e8d3c1b0a9f8e7d6c"
+KEYS = [
+    {"name": "JWT_SECRET", "min_length": 32},
+    {"name": "API_KEY"},
+    {"name": "DATABASE_URL", "kind": "url", "min_length": 16},
+]
+DENY = ["changeme", "password"]
+
+
+def _strength(path: Path, keys: list[Any] = KEYS) -> dict[str, Any]:
+    check = {"type": "env_secret_strength", "path": str(path), "keys": keys, "min_length": 32, "denylist": DENY}
+    result: dict[str, Any] = AUDIT.evaluate(HOST, {"id": "SEC-003", "check": check})
+    return result
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("JWT_SECRET=changeme", "weak: a known default value"),
+        ("JWT_SECRET='ChangeMe'", "weak: a known default value"),  # pragma: allowlist secret
+        ("export JWT_SECRET=short", "weak: 5 bytes, fewer than 32"),
+        ('JWT_SECRET=""', "weak: empty"),
+        ("JWT_SECRET=" + "a" * 40, "weak: one repeated character"),
+        ("JWT_SECRET=" + CANARY, "ok"),
+    ],
+)
+def test_env_secret_strength_names_the_reason_never_the_value(tmp_path: Path, line: str, reason: str) -> None:
+    env = tmp_path / ".env"
+    env.write_text(f"# settings\n{line}\nAPI_KEY={CANARY}\nDATABASE_URL=postgresql://app:{CANARY}@db:5432/x\n")
+    result = _strength(env)
+    assert result["observed"]["JWT_SECRET"] == reason
+    assert result["observed"]["API_KEY"] == "ok"  # pragma: allowlist secret
+    assert result["observed"]["DATABASE_URL"] == "ok"
+    assert result["status"] == ("pass" if reason == "ok" else "fail")
+    text = json.dumps(result)
+    assert CANARY not in text and "changeme" not in text.lower()
+    assert "short" not in text
+
+
+def test_env_secret_strength_missing_keys_url_passwords_and_absent_files(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("DATABASE_URL=postgresql://app:password@db/x\nOTHER=1\n")  # pragma: allowlist secret
+    result = _strength(env)
+    assert result["status"] == "fail"
+    assert result["details"] == {"weak": ["DATABASE_URL"], "missing": ["JWT_SECRET", "API_KEY"]}
+    assert result["observed"]["DATABASE_URL"] == "weak: a known default value"
+
+    env.write_text(f"JWT_SECRET={CANARY}\nAPI_KEY={CANARY}\nDATABASE_URL=postgresql:///x?host=/run/postgresql\n")
+    assert _strength(env)["status"] == "pass"  # no password in the URL: nothing to judge
+
+    assert _strength(tmp_path / "absent.env")["status"] == "not_applicable"
+
+
+def test_the_catalogs_secret_checks_are_host_checks() -> None:
+    catalog = default_catalog()
+    for control_id in ("SEC-001", "SEC-002", "SEC-003", "SEC-004", "SEC-005"):
+        control = catalog.get(control_id)
+        assert control.evaluator == "host" and control.role == "secrets_hardening"
