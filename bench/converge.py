@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -55,6 +56,7 @@ class Measurement:
     load_before: float
     load_after: float
     cpu_busy: float
+    controller_cpu: float
     run_dir: str
 
 
@@ -90,19 +92,24 @@ def timed_run(fleet: Fleet, names: list[str], kind: str, work: Path) -> tuple[Me
     run_dir = work / f"{time.strftime('%H%M%S')}-{len(names)}-{kind}-{time.monotonic_ns()}"
     before = load1()
     busy0, total0 = cpu_times()
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     run = run_harden(options, run_dir, hosts=names)
     seconds = time.monotonic() - started
     busy1, total1 = cpu_times()
     cpu_busy = (busy1 - busy0) / max(1, total1 - total0)
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # ansible-playbook, its workers and ssh clients: the controller's side of the run.
+    controller_cpu = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
     changed = sum(h["changed"] for h in run.summary["hosts"].values())
     measurement = Measurement(
-        len(names), kind, seconds, changed, run.exit_code, before, load1(), cpu_busy, str(run_dir)
+        len(names), kind, seconds, changed, run.exit_code, before, load1(), cpu_busy, controller_cpu, str(run_dir)
     )
     note = "" if run.exit_code == 0 else f"  EXIT {run.exit_code}: {run.summary['result']}"
     print(
         f"  {len(names)} host(s) {kind:<8} {seconds:7.2f} s  changed tasks {changed:4d}  "
-        f"load {before:.2f} -> {measurement.load_after:.2f}  cpus busy {cpu_busy:4.0%}{note}",
+        f"load {before:.2f} -> {measurement.load_after:.2f}  cpus busy {cpu_busy:4.0%}  "
+        f"controller cpu {controller_cpu:5.1f} s{note}",
         flush=True,
     )
     return measurement, run.collector

@@ -5,17 +5,22 @@ The run goes through ansible-runner's Python API. Every event it reports passes 
 counters) and what the summary needs:
 
 - per host, ok / changed / failed / skipped / unreachable from the runner's final stats;
-- per control and host, what happened to it, derived from the events only:
-  * a task whose name starts with a control id (``"SSH-004 | ..."``) that failed: ``failed``;
+- per control and host, what happened to it, derived from the events only, first match wins:
+  * a task named after the control (``"SSH-004 | ..."``) failed: ``failed``;
   * the control is waived for the host (the ``preaudit_waived`` fact, or a ``waived`` entry in a
     role's ``<role>_summary`` fact): ``waived``;
-  * an entry with action ``not_applied`` in a ``<role>_summary`` fact: ``not_applicable``;
-  * ``rolled_back`` entries: ``rolled_back``;
-  * the control is in the role's ``_<role>_active`` fact (the controls the run applies), or one
-    of its tasks ran: ``applied`` (and ``changed`` when a task of it, or a file that
-    ``managed_files`` wrote for it, changed);
-  * otherwise ``not_selected`` (left out by ``--tags``/``--skip``), ``not_reached`` (the host
-    failed or was unreachable before the role decided) or ``skipped`` (only skipped tasks).
+  * a ``not_applied`` entry without a target in a ``<role>_summary`` fact: ``not_applicable``
+    (with a target, a setting or a file, the rest of the control stays applied and the host is
+    listed under ``partly_not_applied``);
+  * ``rolled_back`` entries: ``rolled_back``; ``reported`` entries of a control the run does not
+    apply: ``reported_only``;
+  * the role's ``_<role>_active`` fact (the controls the run applies) leaves it out:
+    ``not_selected`` (``--tags``/``--skip``);
+  * the host failed or was unreachable and nothing confirmed the control (a task of it that
+    did something, or a ``managed_files`` entry for it): ``not_reached``;
+  * otherwise ``applied``, and ``changed`` when a task of it, or a file that ``managed_files``
+    wrote for it, changed. Roles without an ``_<role>_active`` fact are judged by their tasks.
+  Assertions and recorded decisions (``assert``, ``set_fact``...) are no evidence of a change.
   Facts are read from the ``set_fact`` events that set them, so a host that fails half-way still
   reports what it had decided.
 
