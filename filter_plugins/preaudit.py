@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from scanners.errors import InputError
-from scanners.waivers import parse_waivers
+try:
+    from scanners.errors import InputError
+    from scanners.waivers import parse_waivers
+except ImportError:
+    # Run as an AWX / Automation Platform project (or any checkout without `pip install`): the
+    # execution environment has ansible-core only, and the package sits next to this directory.
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
+    from scanners.errors import InputError
+    from scanners.waivers import parse_waivers
 
 
 def waived_controls(waivers: Any, host: str, today: str | None = None) -> list[str]:

@@ -70,7 +70,11 @@ def run_playbook(
     forks: int | None = None,
     event_handler: EventHandler | None = None,
     keep_events: bool = False,
+    artifact_dir: Path | None = None,
+    ident: str | None = None,
+    cancel_callback: Callable[[], bool] | None = None,
 ) -> RunResult:
+    """Run ``playbooks/<playbook>``; artifacts go to ``artifact_dir/ident`` (default: under ``private_dir``)."""
     _check_inventory(inventory)
     root = project_root()
     path = root / "playbooks" / playbook
@@ -93,6 +97,9 @@ def run_playbook(
         quiet=True,
         event_handler=event_handler,
         suppress_env_files=True,
+        **({"artifact_dir": str(artifact_dir)} if artifact_dir else {}),
+        **({"ident": ident} if ident else {}),
+        **({"cancel_callback": cancel_callback} if cancel_callback else {}),
     )
     events = list(runner.events) if keep_events else []
     return RunResult(runner.rc, runner.status, runner.stats or {}, Path(runner.config.artifact_dir), events)

@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from scanners import __version__
-from scanners.cli import catalog_cmd, history_cmd, lab_cmd, report_cmd, scan_cmd, vulndb_cmd
+from scanners.cli import catalog_cmd, harden_cmd, history_cmd, lab_cmd, report_cmd, scan_cmd, vulndb_cmd
 from scanners.errors import EXIT_RUNTIME, EXIT_USAGE, PreauditError
 
 # Each module adds its subcommands; adding a subcommand never touches another module.
-SUBCOMMAND_MODULES = (lab_cmd, catalog_cmd, scan_cmd, vulndb_cmd, report_cmd, history_cmd)
+SUBCOMMAND_MODULES = (lab_cmd, harden_cmd, scan_cmd, catalog_cmd, vulndb_cmd, report_cmd, history_cmd)
 
 
 class _Parser(argparse.ArgumentParser):
