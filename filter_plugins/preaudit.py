@@ -42,6 +42,18 @@ def summary_entries(controls: Any, action: str, reason: str = "", targets: Any =
     return [{"control": str(c), "action": action, "reason": reason} for c in controls]
 
 
+def summary_by_owner(
+    targets: Any, owners: Any, action: str, reason: str = "", fallback: str = ""
+) -> list[dict[str, str]]:
+    """One entry per target (e.g. a sysctl key) under the control that owns it in ``owners``
+    ({control: {target: value}}), so the summary blames the right control."""
+    owner_of = {str(t): str(c) for c, values in (owners or {}).items() for t in (values or {})}
+    return [
+        {"control": owner_of.get(str(t), fallback), "action": action, "reason": reason, "target": str(t)}
+        for t in targets
+    ]
+
+
 def wrong_files(specs: Any, audit: Any, waived: Any = ()) -> list[dict[str, Any]]:
     """One item per file the host audit found wrong, for each spec (a control id plus the fix).
 
@@ -86,6 +98,7 @@ class FilterModule:
         return {
             "preaudit_waived_controls": waived_controls,
             "preaudit_summary": summary_entries,
+            "preaudit_summary_by_owner": summary_by_owner,
             "preaudit_wrong_files": wrong_files,
             "preaudit_only": only_controls,
             "preaudit_active": active_controls,

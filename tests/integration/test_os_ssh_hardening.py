@@ -311,12 +311,26 @@ def test_check_mode_on_a_fresh_host_changes_nothing(lab: Lab, fresh_host: str) -
 @pytest.mark.parametrize(
     ("extravars", "message"),
     [
-        ({"ssh_hardening_allow_groups": ["admins"]}, "ops (groups: ops sudo) is in neither ssh_hardening_allow_users"),
+        (
+            {"ssh_hardening_allow_groups": ["admins"]},
+            "ops (groups: ops sudo) is not admitted by ssh_hardening_allow_users",
+        ),
+        # The group admits ops but the user list does not: sshd requires both.
+        (
+            {"ssh_hardening_allow_users": ["nobody"]},
+            "ops (groups: ops sudo) is not admitted by ssh_hardening_allow_users",
+        ),
         ({"os_hardening_firewall_ssh_ports": [2222]}, "sshd listens on 22 but the policy only allows SSH on 2222"),
         ({"ssh_hardening_max_auth_tries": "many"}, "argument 'ssh_hardening_max_auth_tries' is of type str"),
         ({"ssh_hardening_max_auth_trys": 3}, "Unknown variable(s) ssh_hardening_max_auth_trys"),
     ],
-    ids=["allow-groups-exclude-ansible-user", "firewall-without-ssh-port", "wrong-type", "unknown-variable"],
+    ids=[
+        "allow-groups-exclude-ansible-user",
+        "allow-users-exclude-ansible-user",
+        "firewall-without-ssh-port",
+        "wrong-type",
+        "unknown-variable",
+    ],
 )
 def test_refusals_stop_the_play_before_any_change(
     lab: Lab, fresh_host: str, extravars: dict[str, Any], message: str
