@@ -39,13 +39,17 @@ EXTRA_REFERENCE_KINDS = frozenset({"mozilla-tls", "cwe", "cve", "owasp"})
 REQUIRED_REFERENCES = ("soc2", "iso27001")
 
 CONTROL_KEYS_REQUIRED = frozenset({"id", "title", "severity", "rationale", "remediation", "references", "check"})
-CONTROL_KEYS_OPTIONAL = frozenset({"role", "level", "container", "notes"})
+CONTROL_KEYS_OPTIONAL = frozenset({"role", "role_mode", "level", "container", "notes"})
 ID_PATTERN = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z][A-Z0-9]*)*-[0-9]{3}$")
 ROLES = frozenset({"os_hardening", "ssh_hardening", "tls_hardening", "secrets_hardening", "container_hardening"})
 # How a control behaves on a container host (systemd-nspawn, Docker, LXC) where the kernel or a
 # service cannot be changed from inside: "applies" (default), "persist_only" (configuration is
 # written but the runtime state belongs to the host kernel), "not_applicable".
 CONTAINER_BEHAVIOURS = frozenset({"applies", "persist_only", "not_applicable"})
+# What the role named by a control does about it: remediates it in every run (default), only
+# reports what a person must decide (e.g. members of the docker group), or applies it when a
+# variable asks for it (opt_in, e.g. user namespace remapping).
+ROLE_MODES = frozenset({"remediates", "reports", "opt_in"})
 
 OPS = frozenset(
     {"equals", "not_equals", "in", "not_in", "min", "max", "range", "subset", "excludes", "includes", "regex"}
@@ -121,6 +125,7 @@ class Control:
     area: str
     source: str
     role: str | None = None
+    role_mode: str = "remediates"
     level: int = 1
     container: str = "applies"
     notes: str = ""
@@ -184,6 +189,7 @@ class Control:
             "check": dict(self.check),
             "area": self.area,
             "role": self.role,
+            "role_mode": self.role_mode,
             "level": self.level,
             "container": self.container,
             "notes": self.notes,
@@ -216,6 +222,11 @@ class Catalog:
 
     def by_role(self, role: str) -> list[Control]:
         return [c for c in self if c.role == role]
+
+    def remediated_by(self, roles: Iterable[str]) -> set[str]:
+        """Ids of the controls a run of these roles fixes by default (not report-only, not opt-in)."""
+        names = set(roles)
+        return {c.id for c in self if c.role in names and c.role_mode == "remediates"}
 
     def host_checks(self) -> list[dict[str, Any]]:
         """The payload the host audit module receives: id, check and container behaviour."""
@@ -293,6 +304,9 @@ def _parse_control(source: str, area: str, raw: Any) -> Control:
     level = raw.get("level", 1)
     if level not in (1, 2):
         raise _fail(source, cid, f"level must be 1 or 2, not {level!r}")
+    role_mode = raw.get("role_mode", "remediates")
+    if role_mode not in ROLE_MODES or (role is None and "role_mode" in raw):
+        raise _fail(source, cid, f"role_mode must be one of {', '.join(sorted(ROLE_MODES))}, with a role")
     container = raw.get("container", "applies")
     if container not in CONTAINER_BEHAVIOURS:
         raise _fail(source, cid, f"container must be one of {', '.join(sorted(CONTAINER_BEHAVIOURS))}")
@@ -307,6 +321,7 @@ def _parse_control(source: str, area: str, raw: Any) -> Control:
         area=area,
         source=source,
         role=role,
+        role_mode=role_mode,
         level=level,
         container=container,
         notes=str(raw.get("notes", "")).strip(),

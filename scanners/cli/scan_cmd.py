@@ -162,18 +162,11 @@ def docker_url(value: str) -> str:
 
 
 def default_ca_file(hosts: list[InventoryHost]) -> Path | None:
-    """The CA the inventory names (``preaudit_tls_ca_file``), else the lab's CA when it exists."""
+    """The CA the inventory names (``preaudit_tls_ca_file``; `lab up` writes the lab CA there)."""
     for host in hosts:
         named = host.vars.get("preaudit_tls_ca_file")
         if named:
             return Path(str(named))
-    for host in hosts:
-        key = host.vars.get("ansible_ssh_private_key_file")
-        if host.vars.get("preaudit_lab") and key:
-            # The lab keeps its controller key in LAB_DIR/ssh/ and its CA in LAB_DIR/ca/.
-            candidate = Path(str(key)).parent.parent / "ca" / "ca.crt"
-            if candidate.is_file():
-                return candidate
     return None
 
 

@@ -341,6 +341,8 @@ class Fleet:
                     # The lab CA issues each host's certificate (its key stays on the controller).
                     "tls_hardening_ca_cert": str(ca.certificate),
                     "tls_hardening_ca_key": str(ca.private_key),
+                    # ... and the scans trust it (TLS-006).
+                    "preaudit_tls_ca_file": str(ca.certificate),
                 },
                 "children": {
                     "simulation": {
