@@ -20,8 +20,9 @@ from typing import Any
 import yaml
 from ansible.errors import AnsibleFilterError
 
-from scanners.containers import effective_compose, policy
+from scanners.containers import policy
 from scanners.containers.compose import check_service, service_mounts
+from scanners.containers.compose_model import effective_compose
 from scanners.errors import InputError
 from scanners.findings import Status
 

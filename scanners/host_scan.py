@@ -85,8 +85,11 @@ class InventoryHost:
 
 def load_inventory(inventory: Path, limit: str | None = None) -> list[InventoryHost]:
     """The hosts of ``inventory`` (any format Ansible reads), restricted to the pattern ``limit``."""
-    if not inventory.exists():
-        raise InputError(f"inventory {inventory} does not exist (for the lab: `preaudit lab up`)")
+    from scanners.harden import resolve_hosts
+
+    # ansible-inventory first: a malformed inventory is one clear error, as for `preaudit harden`,
+    # instead of Ansible's warnings and an empty host list.
+    resolve_hosts(inventory, limit)
     os.environ.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager

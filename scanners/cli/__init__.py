@@ -2,14 +2,18 @@
 
 Exit codes: 0 success, 1 findings at or above the failure threshold, 2 usage or input
 error, 3 runtime or environment error, 4 regressions found (`history record
---fail-on-regression`), 130 interrupted.
+--fail-on-regression`), 130 interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType
 
 from scanners import __version__
 from scanners.cli import catalog_cmd, harden_cmd, history_cmd, lab_cmd, report_cmd, scan_cmd, vulndb_cmd
@@ -38,11 +42,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI timeout, `systemctl stop`, `timeout`) ends a command like Ctrl-C does.
+
+    Every command already turns Ctrl-C into a clean end that writes what it collected; SIGTERM's
+    default would kill the process and lose it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with terminate_as_interrupt():
+            return int(args.func(args) or 0)
     except PreauditError as exc:
         print(f"preaudit: error: {exc}", file=sys.stderr)
         return exc.exit_code

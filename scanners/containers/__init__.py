@@ -9,10 +9,28 @@ Public API (the scan pipeline and the container_hardening role's tests call thes
 - ``effective_compose(paths)``: the merged Compose model of a base file and its overrides.
 """
 
-from scanners.containers.compose_model import effective_compose, project_files
-from scanners.containers.files import scan_container_files
-from scanners.containers.runtime import DEFAULT_TIMEOUT, scan_docker_runtime
-from scanners.containers.verdicts import SCANNER
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scanners.containers.compose_model import effective_compose, project_files
+    from scanners.containers.files import scan_container_files
+    from scanners.containers.runtime import DEFAULT_TIMEOUT, scan_docker_runtime
+    from scanners.containers.verdicts import SCANNER
+
+# Loaded on first use: the container_hardening role's filters import the Compose model and the
+# policy from this package on an Ansible controller (an execution environment, say) that has
+# PyYAML but neither the Docker SDK nor dockerfile-parse.
+_PUBLIC = {
+    "DEFAULT_TIMEOUT": "scanners.containers.runtime",
+    "SCANNER": "scanners.containers.verdicts",
+    "effective_compose": "scanners.containers.compose_model",
+    "project_files": "scanners.containers.compose_model",
+    "scan_container_files": "scanners.containers.files",
+    "scan_docker_runtime": "scanners.containers.runtime",
+}
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -22,3 +40,9 @@ __all__ = [
     "scan_container_files",
     "scan_docker_runtime",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

@@ -1,5 +1,6 @@
 """From the lab to the auditor: scan -> report (every format, waivers, baseline) -> signed bundle ->
-verify-bundle, and a tampered bundle that verification rejects naming the file."""
+verify-bundle -> history store, a tampered bundle that verification rejects naming the file, and
+none of the host's secrets anywhere along the way."""
 
 from __future__ import annotations
 
@@ -47,8 +48,43 @@ def rewrite_bundle(source: Path, target: Path, member: str, change: bytes) -> No
             new.addfile(info, io.BytesIO(data) if data is not None else None)
 
 
+def host_secrets(lab: Lab, host: str) -> set[str]:
+    """The values of the host's .env and the lines of its TLS private key, as they are now."""
+    env = lab.root_run(host, "cat /opt/montecarlo/.env")
+    key = lab.root_run(host, "cat /etc/ssl/montecarlo/server.key")
+    assert env.returncode == 0 and key.returncode == 0, env.stderr + key.stderr
+    values = set()
+    for line in env.stdout.splitlines():
+        name, _, value = line.partition("=")
+        if value and not name.lstrip().startswith("#"):
+            values.add(value.split("://", 1)[-1].split("@", 1)[0].rsplit(":", 1)[-1] if "://" in value else value)
+    values |= {line for line in key.stdout.splitlines() if line and not line.startswith("-----")}
+    return {v for v in values if len(v) >= 8}
+
+
+def leaks(secrets: set[str], texts: dict[str, str], roots: list[Path]) -> list[str]:
+    """Where any of ``secrets`` appears: command output, files under ``roots``, members of tar.gz files."""
+    found = [f"{where}: {secret[:4]}..." for where, text in texts.items() for secret in secrets if secret in text]
+    for root in roots:
+        for path in [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()):
+            blobs = {str(path): path.read_bytes()}
+            if path.name.endswith(".tar.gz"):
+                with tarfile.open(path, "r:gz") as archive:
+                    for info in archive.getmembers():
+                        member = archive.extractfile(info) if info.isfile() else None
+                        if member is not None:
+                            blobs[f"{path}!{info.name}"] = member.read()
+            found += [
+                f"{where}: {secret[:4]}..." for where, data in blobs.items() for secret in secrets
+                if secret.encode() in data
+            ]  # fmt: skip
+    return found
+
+
 def test_lab_scan_to_verified_evidence_bundle_and_tampering_detected(lab: Lab, tmp_path: Path) -> None:
     host = lab.names[0]
+    secrets = host_secrets(lab, host)
+    assert len(secrets) >= 4  # the database password, the JWT secret, the API key, the key's lines
     db = tmp_path / "vulndb"
     import_snapshot(ROOT / "tests" / "data" / "advisories", db)
 
@@ -131,6 +167,19 @@ def test_lab_scan_to_verified_evidence_bundle_and_tampering_detected(lab: Lab, t
         names = archive.getnames()
     assert f"preaudit-evidence/raw/host_audit/{host}.json" in names
     assert "preaudit-evidence/input/findings.json" in names
+
+    store = tmp_path / "history.sqlite"
+    recorded = preaudit("history", "record", "--store", f"sqlite:///{store}", str(findings))
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    listed = preaudit("history", "--store", f"sqlite:///{store}", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout), listed.stderr
+
+    # No secret of the host in any output, file, export, bundle member or the store.
+    outputs = {
+        name: run.stdout + run.stderr
+        for name, run in {"base": base, "scan": scan, "report": report, "record": recorded, "list": listed}.items()
+    }
+    assert leaks(secrets, outputs, [tmp_path / "scan", tmp_path / "base", tmp_path / "report", bundle, store]) == []
 
     tampered = tmp_path / "tampered.tar.gz"
     rewrite_bundle(bundle, tampered, f"preaudit-evidence/raw/host_audit/{host}.json", b"\n")

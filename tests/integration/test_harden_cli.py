@@ -1,5 +1,6 @@
 """`preaudit harden` on real lab hosts: a converge with a waiver, a rolling rollout that stops at
-the first failed batch, and a host that goes down in the middle of a converge."""
+the first failed batch, a host that goes down in the middle of a converge, and a firewall change
+that the host rolls back."""
 
 from __future__ import annotations
 
@@ -114,21 +115,11 @@ def test_converge_reports_per_host_and_per_control_and_keeps_the_run(lab: Lab, f
     assert (before - after, after - before) == (set(), set())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="role bug: in check mode on a fresh host, OS-AUD-002 enables services whose packages check mode "
-    "did not install ('Could not find the requested service auditd')",
-)
 def test_check_mode_on_a_fresh_host(lab: Lab, fresh_host: str, tmp_path: Path) -> None:
     checked = harden("-i", str(lab.inventory), "--limit", fresh_host, "--check", "--run-dir", str(tmp_path / "check"))
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="role bug: a run restricted with --tags rewrites the owned files (sshd drop-in, sysctl file) with the "
-    "selected controls only, removing the settings of every other control until the next full run",
-)
 def test_a_tagged_run_leaves_the_other_controls_in_place(lab: Lab, fresh_host: str, tmp_path: Path) -> None:
     dropin = "cat /etc/ssh/sshd_config.d/00-preaudit-hardening.conf"
     done = harden("-i", str(lab.inventory), "--limit", fresh_host, "--run-dir", str(tmp_path / "all"))
@@ -227,13 +218,33 @@ def changed_tasks(run_dir: Path) -> set[tuple[str, str]]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="role bug: OS-PRM-011 decides from the preflight audit, taken before the run installs packages whose "
-    "log files (dpkg.log, apt/history.log...) are created world-readable; they are fixed only by the next run",
-)
 def test_a_fresh_converge_changes_nothing_when_run_again(lab: Lab, fresh_host: str, tmp_path: Path) -> None:
     for name in ("first", "again"):
         done = harden("-i", str(lab.inventory), "--limit", fresh_host, "--run-dir", str(tmp_path / name))
         assert done.returncode == 0, done.stdout + done.stderr
     assert changed_tasks(tmp_path / "again") == set()
+
+
+def test_firewall_change_that_cuts_ssh_is_rolled_back_and_reported(lab: Lab, fresh_host: str, tmp_path: Path) -> None:
+    gateway = lab.address(fresh_host).rsplit(".", 1)[0] + ".1"
+    extravars = tmp_path / "cut-ssh.yml"
+    extravars.write_text(
+        yaml.safe_dump(
+            {
+                "os_hardening_firewall_extra_input_rules": [f"ip saddr {gateway} tcp dport 22 ct state new drop"],
+                "os_hardening_firewall_rollback_seconds": 8,
+            }
+        )
+    )
+    run_dir = tmp_path / "run"
+    done = harden(
+        "-i", str(lab.inventory), "--limit", fresh_host, "--playbook", "os.yml",
+        "--extra-vars", f"@{extravars}", "--run-dir", str(run_dir),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "The firewall change cut off new SSH connections" in (run_dir / "ansible" / "stdout").read_text()
+    result = summary(run_dir)
+    assert result["hosts"][fresh_host]["status"] == "failed"
+    assert result["controls"]["OS-FW-002"]["rolled_back"] == [fresh_host]
+    # SSH works again and nothing of the change remains loaded or persisted.
+    assert "preaudit_filter" not in shell(lab, fresh_host, "nft list tables; cat /etc/nftables.conf 2>/dev/null; true")

@@ -141,7 +141,11 @@ def test_after_site_yml_only_what_no_applied_role_fixes_remains(
     roles = site_roles()
     fixed = catalog.remediated_by(roles)
     fresh = failing_keys(fleet_scan.on(lab.names[-1]))
-    expected = {key for key in fresh if key[0] not in fixed}
+    # secrets_hardening gives the weak JWT_SECRET and API_KEY random values, which the secret
+    # scanner also reports as high-entropy strings: the platform keeps its secrets in a plaintext
+    # .env (now root-only, SEC-001), and SEC-101 keeps saying so.
+    generated = {("SEC-101", "Base64 High Entropy String", "/opt/montecarlo/.env")}
+    expected = {key for key in fresh if key[0] not in fixed} | generated
     for host in converged.hosts:
         remaining = failing_keys(fleet_scan.on(host))
         still_failing = sorted(k for k in remaining if k[0] in fixed)

@@ -136,3 +136,23 @@ def test_tampered_findings_file_is_refused(tmp_path: Path, findings: Path) -> No
     data["findings"][0]["status"] = "probably-fine"
     findings.write_text(json.dumps(data))
     _one_line_error(_run("report", str(findings), "--out", str(tmp_path / "o")), 2, "findings/0/status")
+
+
+@pytest.mark.parametrize(
+    ("content", "limit", "fragment"),
+    [
+        ("[web\nhost1 ansible_host=192.0.2.1\n", None, "is malformed: Failed to parse inventory"),
+        ("all:\n  childs:\n    web:\n      hosts: {host1: {}}\n", None, "Skipping unexpected key (childs)"),
+        ("all:\n  hosts:\n    host1: {ansible_host: 192.0.2.1}\n", "nohost", "--limit nohost matches no host"),
+        ("", None, "has no hosts"),
+    ],
+)
+def test_scan_refuses_a_malformed_inventory_in_one_line(
+    tmp_path: Path, content: str, limit: str | None, fragment: str
+) -> None:
+    inventory = tmp_path / ("hosts.ini" if content.startswith("[") else "hosts.yml")
+    inventory.write_text(content)
+    out = tmp_path / "out"
+    result = _run("scan", "--inventory", str(inventory), *(["--limit", limit] if limit else []), "--out", str(out))
+    _one_line_error(result, 2, fragment)
+    assert not out.exists()

@@ -292,7 +292,7 @@ def test_inventory_hosts_and_tls_endpoints(tmp_path: Path) -> None:
     prod = hosts["web.example.internal"]
     assert prod.tls_endpoint(443) == TlsEndpoint("web.example.internal", 443, "api.example.com", "web.example.internal")
     assert [h.name for h in load_inventory(inventory, "prod")] == ["web.example.internal"]
-    with pytest.raises(InputError, match="no hosts matching 'nope'"):
+    with pytest.raises(InputError, match="--limit nope matches no host"):
         load_inventory(inventory, "nope")
     with pytest.raises(InputError, match="does not exist"):
         load_inventory(tmp_path / "missing.yml")

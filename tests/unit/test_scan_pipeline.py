@@ -255,14 +255,30 @@ def test_scan_of_a_local_tree_writes_the_stream_and_a_valid_final_document(
     assert {f.scanner for f in read_stream(out / "findings.jsonl")} == {"code"}
 
 
-@pytest.mark.usefixtures("isolated_caches")
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Python's Ctrl-C handler, even where a shell started the tests with SIGINT ignored (CI's background jobs)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def silent_listener() -> socket.socket:
+    """A port that accepts and never answers: a TLS probe of it waits for its timeout."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    return silent
+
+
+@pytest.mark.usefixtures("isolated_caches", "ctrl_c_raises")
 def test_ctrl_c_writes_an_incomplete_document_from_what_was_collected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pipeline_module, "CANCEL_GRACE_SECONDS", 1.0)
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)  # accepts, never answers: the TLS probe waits for its timeout
+    silent = silent_listener()
     port = silent.getsockname()[1]
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -289,6 +305,47 @@ def test_ctrl_c_writes_an_incomplete_document_from_what_was_collected(
     assert document.scan.complete is False
     assert "B301" in {f.rule for f in document.findings if f.control_id == "CODE-001"}
     assert json.loads((tmp_path / "out" / "findings.json").read_text())["scan"]["complete"] is False
+
+
+@pytest.mark.usefixtures("isolated_caches")
+def test_sigterm_ends_a_scan_like_ctrl_c_and_writes_what_was_collected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(pipeline_module, "CANCEL_GRACE_SECONDS", 1.0)
+    silent = silent_listener()
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.py").write_text("import pickle\npickle.loads(b'')\n")
+    out = tmp_path / "out"
+    before = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(3.0, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        code = main(
+            [
+                "scan",
+                "--code",
+                str(tree),
+                "--tls",
+                f"127.0.0.1:{silent.getsockname()[1]}",
+                "--scanners",
+                "code,tls",
+                "--timeout",
+                "60",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+    finally:
+        timer.cancel()
+        silent.close()
+    assert code == 130
+    assert signal.getsignal(signal.SIGTERM) == before  # the command's handler does not outlive it
+    document = read_document(out / "findings.json")
+    assert document.scan.complete is False
+    assert "B301" in {f.rule for f in document.findings if f.control_id == "CODE-001"}
+    assert "interrupted" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("isolated_caches")
