@@ -303,6 +303,18 @@ def test_written_daemon_json_starts_a_real_dockerd_with_its_security_options(
         client.close()
 
 
+def test_a_daemon_json_that_dockerd_refuses_is_never_written(lab: Lab, hardened: str) -> None:
+    host = lab.host(hardened)
+    before = host.file(DAEMON_JSON).sha256sum
+    extravars = {"container_hardening_daemon_overwrite": {"no-such-daemon-option": True}}
+    result = lab.playbook("containers.yml", limit=hardened, extravars=extravars)
+    assert result.rc != 0
+    assert "no-such-daemon-option" in result.stdout, result.stdout[-3000:]
+    # The refused file never replaced the running one, and dockerd was not restarted onto it.
+    assert host.file(DAEMON_JSON).sha256sum == before
+    assert host.run("docker info >/dev/null").rc == 0
+
+
 # --- the fresh host ----------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """`preaudit harden` on real lab hosts: a converge with a waiver, a rolling rollout that stops at
-the first failed batch, a host that goes down in the middle of a converge, and a firewall change
-that the host rolls back."""
+the first failed batch, a host that goes down in the middle of a converge, and firewall and sshd
+changes that the host rolls back."""
 
 from __future__ import annotations
 
@@ -248,3 +248,30 @@ def test_firewall_change_that_cuts_ssh_is_rolled_back_and_reported(lab: Lab, fre
     assert result["controls"]["OS-FW-002"]["rolled_back"] == [fresh_host]
     # SSH works again and nothing of the change remains loaded or persisted.
     assert "preaudit_filter" not in shell(lab, fresh_host, "nft list tables; cat /etc/nftables.conf 2>/dev/null; true")
+
+
+def test_sshd_change_that_cuts_ssh_is_rolled_back_and_reported(lab: Lab, fresh_host: str, tmp_path: Path) -> None:
+    dropin = "/etc/ssh/sshd_config.d/00-preaudit-hardening.conf"
+    user = lab.fleet.ADMIN_USER
+    extravars = tmp_path / "cut-ssh.yml"
+    # Valid for sshd -t, so it is applied; the user Ansible connects as can no longer log in.
+    extravars.write_text(
+        yaml.safe_dump(
+            {
+                "ssh_hardening_dropin_overwrite": {"DenyUsers": user},
+                "ssh_hardening_change_rollback_seconds": 8,
+            }
+        )
+    )
+    run_dir = tmp_path / "run"
+    done = harden(
+        "-i", str(lab.inventory), "--limit", fresh_host, "--playbook", "ssh.yml",
+        "--extra-vars", f"@{extravars}", "--run-dir", str(run_dir),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "The sshd change cut off new SSH connections" in (run_dir / "ansible" / "stdout").read_text()
+    controls = summary(run_dir)["controls"]
+    assert controls["SSH-005"]["rolled_back"] == [fresh_host]  # MaxAuthTries was in the drop-in
+    # SSH works again (shell() logs in as the same user) and the host is as before the run.
+    effective = shell(lab, fresh_host, f"test ! -e {dropin} && sshd -T | grep -Ei '^(denyusers|maxauthtries) '")
+    assert user not in effective and "maxauthtries 6" in effective.lower()

@@ -10,6 +10,7 @@ import re
 import shutil
 import struct
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from selenium.webdriver.support.ui import Select
 
 from scanners.findings import Resource, ResourceKind, Severity, Status
 from scanners.report import Report, write_exports
+from scanners.report.charts import SEVERITY_COLOURS
 from scanners.report.export_html import render_html
 from tests.unit.report_fixtures import fleet_report
 
@@ -64,6 +66,52 @@ def test_everything_from_findings_is_escaped(report: Report) -> None:
     assert XSS_TITLE not in html and XSS_HOST not in html and "</td></tr><tr><td>injected" not in html
     assert "&lt;script&gt;alert(&#39;title&#39;)&lt;/script&gt;" in html
     assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_the_header_names_the_vulnerability_database_snapshot(report: Report) -> None:
+    assert "Vulnerability database" not in render_html(report)  # a scan without the dependency scanner
+    snapshot = {
+        "source": "pypa-advisory-database-3ccb612.tar.gz", "kind": "pypa-advisory-database",
+        "commit": "3ccb612f0a1b2c3d4e5f", "date": "2026-10-30", "advisories": 5873, "packages": 2211,
+        "imported_at": "2026-11-20T08:00:00Z", "path": "/somewhere/vulndb",
+    }  # fmt: skip
+    scan = dataclasses.replace(report.document.scan, vulndb=snapshot)
+    html = render_html(dataclasses.replace(report, document=dataclasses.replace(report.document, scan=scan)))
+    assert (
+        "Vulnerability database: pypa-advisory-database pypa-advisory-database-3ccb612.tar.gz at "
+        "<code>3ccb612f0a1b</code> (5873 advisories for 2211 packages, newest 2026-10-30)"
+    ) in html
+    assert "/somewhere/vulndb" not in html  # the machine's path stays out of the report
+
+
+def _chart(html: str, title: str) -> str:
+    start = html.index(f'<svg class="chart" role="img" aria-label="{title}"')
+    return html[start : html.index("</svg>", start)]
+
+
+def test_charts_draw_the_failing_findings_and_the_requirements_they_count(report: Report) -> None:
+    html = render_html(report)
+    failing = Counter(f.severity.value for f in report.findings if f.is_problem)
+    assert sum(failing.values()) > 0 and len(failing) > 1
+    severity = _chart(html, "Failing findings by severity")
+    # One labelled bar per severity, its count printed after it, widths in proportion to the counts.
+    bars = re.findall(r'<rect x="110" y="\d+" width="(\d+)" height="20" fill="(#[0-9a-f]+)"/>', severity)
+    counts = [int(n) for n in re.findall(r">(\d+)</text>", severity)]
+    assert counts == [failing.get(s.value, 0) for s in Severity]
+    widest = max(int(w) for w, _ in bars)
+    for (width, colour), count, level in zip(bars, counts, Severity, strict=True):
+        assert colour == SEVERITY_COLOURS[level.value]
+        assert abs(int(width) - widest * count / max(counts)) <= 1
+    frameworks = _chart(html, "Requirements by status, per framework")
+    for framework in report.readiness.frameworks:
+        assert f">{framework.key}</text>" in frameworks
+    segments = [(status, int(n)) for status, n in re.findall(r"<title>(\w+): (\d+)</title>", frameworks)]
+    assert sum(n for _, n in segments) == sum(len(fr.requirements) for fr in report.readiness.frameworks)
+    expected = Counter(r.status for fr in report.readiness.frameworks for r in fr.requirements)
+    drawn: Counter[str] = Counter()
+    for status, n in segments:
+        drawn[status] += n
+    assert drawn == expected
 
 
 def test_period_section_renders_shares_regressions_and_a_chart(report: Report) -> None:
