@@ -72,14 +72,14 @@ def test_the_header_names_the_vulnerability_database_snapshot(report: Report) ->
     assert "Vulnerability database" not in render_html(report)  # a scan without the dependency scanner
     snapshot = {
         "source": "pypa-advisory-database-3ccb612.tar.gz", "kind": "pypa-advisory-database",
-        "commit": "3ccb612f0a1b2c3d4e5f", "date": "2026-10-30", "advisories": 5873, "packages": 2211,
+        "commit": "3ccb612", "date": "2026-10-30", "advisories": 5873, "packages": 2211,
         "imported_at": "2026-11-20T08:00:00Z", "path": "/somewhere/vulndb",
     }  # fmt: skip
     scan = dataclasses.replace(report.document.scan, vulndb=snapshot)
     html = render_html(dataclasses.replace(report, document=dataclasses.replace(report.document, scan=scan)))
     assert (
         "Vulnerability database: pypa-advisory-database pypa-advisory-database-3ccb612.tar.gz at "
-        "<code>3ccb612f0a1b</code> (5873 advisories for 2211 packages, newest 2026-10-30)"
+        "<code>3ccb612</code> (5873 advisories for 2211 packages, newest 2026-10-30)"
     ) in html
     assert "/somewhere/vulndb" not in html  # the machine's path stays out of the report
 
