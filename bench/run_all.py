@@ -2,7 +2,7 @@
 
 1. ``bench/converge.py``: converge and re-run of ``site.yml`` on 1, 3 and 8 fresh lab hosts;
 2. ``bench/host_audit.py``: the host audit against ``lynis audit system --quick`` on the same
-   host (it comes with the scan pipeline; when this tree has no such file, the run says so);
+   host, and a scan of the fleet cold and warm;
 3. ``bench/code_scan.py``: the code, secrets and dependency scans against bandit, detect-secrets
    and pip-audit run one after another.
 
