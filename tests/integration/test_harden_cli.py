@@ -225,26 +225,30 @@ def test_a_fresh_converge_changes_nothing_when_run_again(lab: Lab, fresh_host: s
     assert changed_tasks(tmp_path / "again") == set()
 
 
-def test_firewall_change_that_cuts_ssh_is_rolled_back_and_reported(lab: Lab, fresh_host: str, tmp_path: Path) -> None:
-    gateway = lab.address(fresh_host).rsplit(".", 1)[0] + ".1"
-    extravars = tmp_path / "cut-ssh.yml"
-    extravars.write_text(
-        yaml.safe_dump(
-            {
-                "os_hardening_firewall_extra_input_rules": [f"ip saddr {gateway} tcp dport 22 ct state new drop"],
-                "os_hardening_firewall_rollback_seconds": 8,
-            }
-        )
-    )
-    run_dir = tmp_path / "run"
+def cut_off_and_rolled_back(
+    lab: Lab, host: str, playbook: str, extravars: dict[str, Any], run_dir: Path
+) -> dict[str, Any]:
+    """Run ``playbook`` with a change that cuts SSH off; the host must roll it back and the run say so."""
+    variables = run_dir.parent / f"{run_dir.name}-vars.yml"
+    variables.write_text(yaml.safe_dump(extravars))
     done = harden(
-        "-i", str(lab.inventory), "--limit", fresh_host, "--playbook", "os.yml",
-        "--extra-vars", f"@{extravars}", "--run-dir", str(run_dir),
+        "-i", str(lab.inventory), "--limit", host, "--playbook", playbook,
+        "--extra-vars", f"@{variables}", "--run-dir", str(run_dir),
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "The firewall change cut off new SSH connections" in (run_dir / "ansible" / "stdout").read_text()
+    assert "change cut off new SSH connections" in (run_dir / "ansible" / "stdout").read_text()
     result = summary(run_dir)
-    assert result["hosts"][fresh_host]["status"] == "failed"
+    assert result["hosts"][host]["status"] == "failed"
+    return result
+
+
+def test_firewall_change_that_cuts_ssh_is_rolled_back_and_reported(lab: Lab, fresh_host: str, tmp_path: Path) -> None:
+    gateway = lab.address(fresh_host).rsplit(".", 1)[0] + ".1"
+    extravars = {
+        "os_hardening_firewall_extra_input_rules": [f"ip saddr {gateway} tcp dport 22 ct state new drop"],
+        "os_hardening_firewall_rollback_seconds": 8,
+    }
+    result = cut_off_and_rolled_back(lab, fresh_host, "os.yml", extravars, tmp_path / "run")
     assert result["controls"]["OS-FW-002"]["rolled_back"] == [fresh_host]
     # SSH works again and nothing of the change remains loaded or persisted.
     assert "preaudit_filter" not in shell(lab, fresh_host, "nft list tables; cat /etc/nftables.conf 2>/dev/null; true")
@@ -253,25 +257,10 @@ def test_firewall_change_that_cuts_ssh_is_rolled_back_and_reported(lab: Lab, fre
 def test_sshd_change_that_cuts_ssh_is_rolled_back_and_reported(lab: Lab, fresh_host: str, tmp_path: Path) -> None:
     dropin = "/etc/ssh/sshd_config.d/00-preaudit-hardening.conf"
     user = lab.fleet.ADMIN_USER
-    extravars = tmp_path / "cut-ssh.yml"
     # Valid for sshd -t, so it is applied; the user Ansible connects as can no longer log in.
-    extravars.write_text(
-        yaml.safe_dump(
-            {
-                "ssh_hardening_dropin_overwrite": {"DenyUsers": user},
-                "ssh_hardening_change_rollback_seconds": 8,
-            }
-        )
-    )
-    run_dir = tmp_path / "run"
-    done = harden(
-        "-i", str(lab.inventory), "--limit", fresh_host, "--playbook", "ssh.yml",
-        "--extra-vars", f"@{extravars}", "--run-dir", str(run_dir),
-    )  # fmt: skip
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "The sshd change cut off new SSH connections" in (run_dir / "ansible" / "stdout").read_text()
-    controls = summary(run_dir)["controls"]
-    assert controls["SSH-005"]["rolled_back"] == [fresh_host]  # MaxAuthTries was in the drop-in
+    extravars = {"ssh_hardening_dropin_overwrite": {"DenyUsers": user}, "ssh_hardening_change_rollback_seconds": 8}
+    result = cut_off_and_rolled_back(lab, fresh_host, "ssh.yml", extravars, tmp_path / "run")
+    assert result["controls"]["SSH-005"]["rolled_back"] == [fresh_host]  # MaxAuthTries was in the drop-in
     # SSH works again (shell() logs in as the same user) and the host is as before the run.
     effective = shell(lab, fresh_host, f"test ! -e {dropin} && sshd -T | grep -Ei '^(denyusers|maxauthtries) '")
     assert user not in effective and "maxauthtries 6" in effective.lower()

@@ -15,7 +15,7 @@ from scanners.scanning import ScanContext, ScanRoot
 from scanners.vulndb import import_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
-OWN_CODE = ("scanners", "library", "filter_plugins", "bench", "scripts")
+OWN_CODE = ("scanners", "library", "module_utils", "filter_plugins", "bench", "scripts")
 # The lab's application is the deliberately weak platform the scans must find things in.
 NOT_OURS = ROOT / "scanners" / "lab" / "image" / "files"
 SNAPSHOT = ROOT / "tests" / "data" / "vulndb" / "pypa-advisory-database-3ccb612.tar.gz"
