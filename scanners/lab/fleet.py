@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -48,6 +49,8 @@ class HostState:
     https_port: int
     root: str
     nspawn: dict[str, int] | None = None
+    # The host's init (systemd, PID 1 inside): it outlives an nspawn that was killed.
+    leader: dict[str, int] | None = None
     forwarders: list[dict[str, int]] = field(default_factory=list)
 
     @property
@@ -471,6 +474,8 @@ class Fleet:
         host.nspawn = ref.to_dict()
         self._checkpoint()
         leader = self._leader(ref, deadline)
+        host.leader = ProcessRef.of(leader).to_dict()
+        self._checkpoint()
         self._network(host, leader)
         host.forwarders = []
         host.ssh_port = self._forward(host, host.ssh_port, 22, log)
@@ -503,6 +508,29 @@ class Fleet:
             # SIGTERM asks nspawn for a clean shutdown of the host's systemd.
             processes.stop(ref, timeout=20)
         host.nspawn = None
+        self._remove_leftovers(host)
+
+    def _remove_leftovers(self, host: HostState) -> None:
+        """What an nspawn killed before its host shut down (SIGKILL, the OOM killer, a timeout)
+        leaves behind: the host's init with its network namespace, and so the controller's end of
+        the veth pair and nspawn's propagation mount. The next boot of the host fails on them
+        ("Failed to add new veth interfaces: File exists")."""
+        leader = ProcessRef.from_dict(host.leader) if host.leader else None
+        if leader is not None and leader.alive():
+            # SIGKILL to a PID namespace's init ends every process in the namespace.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leader.pid, signal.SIGKILL)
+        host.leader = None
+        link = Path(f"/sys/class/net/ve-{host.name}")
+        deadline = time.monotonic() + 10
+        while (link.exists() or (leader is not None and leader.alive())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if link.exists():
+            subprocess.run(["ip", "link", "delete", link.name], capture_output=True, check=False)
+        propagate = Path("/run/systemd/nspawn/propagate") / host.name
+        if propagate.exists():
+            subprocess.run(["umount", "--lazy", str(propagate)], capture_output=True, check=False)
+            shutil.rmtree(propagate, ignore_errors=True)
 
     def _destroy(self, state: LabState, host: HostState) -> None:
         self._stop_processes(host)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -150,6 +152,21 @@ def test_offline_apt_source_installs_role_packages_and_reset_restores_the_image(
     fresh = lab.host(name)
     assert not fresh.package("nftables").is_installed
     assert fresh.service("montecarlo").is_running
+
+
+def test_a_host_whose_nspawn_was_killed_resets_and_boots(lab: Lab) -> None:
+    # What the OOM killer or a SIGKILL leaves: the host's init (and its network namespace, the
+    # veth pair, nspawn's propagation mount) without nspawn. A reset must clear it, not fail on it.
+    name = lab.names[-1]
+    host_state = lab.fleet.state().hosts[name]
+    nspawn, leader = host_state.process(), host_state.leader
+    assert nspawn is not None and leader is not None
+    os.kill(nspawn.pid, signal.SIGKILL)
+    lab.fleet.reset_host(name)
+    assert not ProcessRef.from_dict(leader).alive()
+    lab.root_run(name, "systemctl is-system-running --wait")
+    assert lab.host(name).service("montecarlo").is_running
+    assert lab.address(name) in lab.host(name).interface("host0").addresses
 
 
 def test_lab_up_is_idempotent(lab: Lab) -> None:
