@@ -31,10 +31,8 @@ artifacts (``RUN_DIR/ansible/stdout``, ``RUN_DIR/ansible/job_events/``).
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import subprocess
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -45,10 +43,11 @@ from typing import Any
 
 import yaml
 
-from scanners.ansible_run import _environment, run_playbook
+from scanners.ansible_run import run_playbook
 from scanners.catalog import ID_PATTERN, Catalog, default_catalog
-from scanners.errors import EXIT_FINDINGS, EXIT_OK, EXIT_RUNTIME, EnvironmentProblem, InputError
+from scanners.errors import EXIT_FINDINGS, EXIT_OK, EXIT_RUNTIME, InputError
 from scanners.fsutil import write_text_atomic
+from scanners.inventory import resolve_hosts
 from scanners.project import project_root
 from scanners.waivers import load_waivers
 
@@ -144,81 +143,6 @@ def parse_extra_vars(items: Sequence[str]) -> dict[str, Any]:
         except yaml.YAMLError:
             raise InputError(f"-e {item!r}: the value is not valid YAML") from None
     return merged
-
-
-def resolve_hosts(inventory: Path, limit: str | None = None) -> list[str]:
-    """The hosts a run would target, from ``ansible-inventory --list``; a malformed inventory is refused."""
-    if not inventory.exists():
-        raise InputError(f"inventory {inventory} does not exist (for the lab: `preaudit lab up`)")
-    argv = ["ansible-inventory", "-i", str(inventory.resolve()), "--list"]
-    if limit:
-        argv += ["--limit", limit]
-    env = {
-        **os.environ,
-        **_environment(),
-        # Without these, an unparsable source is a warning and the run targets nobody.
-        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "1",
-        "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "1",
-    }
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=120)
-    except FileNotFoundError:
-        raise EnvironmentProblem("ansible-inventory not found (install ansible-core)") from None
-    except subprocess.TimeoutExpired:
-        raise EnvironmentProblem(f"ansible-inventory did not read {inventory} within 120 s") from None
-    if proc.returncode != 0:
-        reason = _first_ansible_problem(proc.stderr)
-        if limit and "no hosts" in reason.lower():
-            raise InputError(f"--limit {limit} matches no host of {inventory}")
-        raise InputError(f"inventory {inventory} is malformed: {reason}")
-    ignored = [ln for ln in proc.stderr.splitlines() if "Skipping unexpected key" in ln]
-    if ignored:  # a typo would silently drop a group's hosts or variables from the run
-        raise InputError(f"inventory {inventory} is malformed: {_first_ansible_problem(ignored[0])}")
-    try:
-        listing = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        raise InputError(f"inventory {inventory}: ansible-inventory returned no readable listing") from None
-    hosts = inventory_hosts(listing)
-    if not hosts:
-        if limit:
-            raise InputError(f"--limit {limit} matches no host of {inventory}")
-        raise InputError(f"inventory {inventory} has no hosts")
-    return hosts
-
-
-def inventory_hosts(listing: Mapping[str, Any]) -> list[str]:
-    """Every host of an ``ansible-inventory --list`` document, in inventory order (groups walked from ``all``)."""
-    seen: dict[str, None] = {}
-    visited: set[str] = set()
-
-    def walk(name: str) -> None:
-        group = listing.get(name)
-        if name in visited or not isinstance(group, Mapping):
-            return
-        visited.add(name)
-        for host in group.get("hosts", []) or []:
-            seen.setdefault(str(host), None)
-        for child in group.get("children", []) or []:
-            walk(str(child))
-
-    walk("all")
-    for name in listing:
-        if name != "_meta":
-            walk(name)
-    for host in (listing.get("_meta") or {}).get("hostvars", {}) or {}:
-        seen.setdefault(str(host), None)
-    return list(seen)
-
-
-def _first_ansible_problem(stderr: str) -> str:
-    """The most specific one-line reason in ansible's stderr (warnings first, then errors)."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    for prefix in ("[WARNING]: Failed to parse", "[ERROR]:", "ERROR!", "[WARNING]:"):
-        for line in lines:
-            if line.startswith(prefix):
-                text = line.split(":", 1)[1].strip() if line.startswith("[") else line.removeprefix("ERROR!").strip()
-                return text[:300]
-    return (lines[-1] if lines else "ansible-inventory failed")[:300]
 
 
 # -- options and run directory --------------------------------------------------------------------

@@ -34,6 +34,7 @@ import ansible_runner
 from scanners.catalog import Catalog
 from scanners.errors import InputError
 from scanners.findings import Evidence, Finding, Resource, ResourceKind, Status
+from scanners.inventory import inventory_hosts, inventory_listing
 from scanners.project import project_root
 from scanners.scanning import TlsEndpoint, error_finding
 
@@ -83,35 +84,17 @@ class InventoryHost:
         return TlsEndpoint(address, port, server_name, self.name)
 
 
+_PLAIN = (str, int, float, bool, list, dict)
+
+
 def load_inventory(inventory: Path, limit: str | None = None) -> list[InventoryHost]:
     """The hosts of ``inventory`` (any format Ansible reads), restricted to the pattern ``limit``."""
-    from scanners.harden import resolve_hosts
-
-    # ansible-inventory first: a malformed inventory is one clear error, as for `preaudit harden`,
-    # instead of Ansible's warnings and an empty host list.
-    resolve_hosts(inventory, limit)
-    os.environ.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
-    from ansible.errors import AnsibleError
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.vars.manager import VariableManager
-
-    loader = DataLoader()
-    try:
-        manager = InventoryManager(loader=loader, sources=[str(inventory.resolve())])
-        variables = VariableManager(loader=loader, inventory=manager)
-        hosts = manager.list_hosts(limit or "all")
-    except AnsibleError as exc:
-        raise InputError(f"inventory {inventory}: {str(exc).splitlines()[0]}") from None
-    if not hosts:
-        where = f" matching {limit!r}" if limit else ""
-        raise InputError(f"inventory {inventory} has no hosts{where}")
-    result = []
-    for host in hosts:
-        values = variables.get_vars(host=host, include_hostvars=False)
-        plain = {k: v for k, v in values.items() if isinstance(v, str | int | float | bool | list | dict)}
-        result.append(InventoryHost(host.name, plain))
-    return result
+    listing = inventory_listing(inventory, limit)
+    hostvars = (listing.get("_meta") or {}).get("hostvars") or {}
+    return [
+        InventoryHost(name, {k: v for k, v in (hostvars.get(name) or {}).items() if isinstance(v, _PLAIN)})
+        for name in inventory_hosts(listing)
+    ]
 
 
 def audit_findings(catalog: Catalog, host: str, result: dict[str, Any]) -> list[Finding]:

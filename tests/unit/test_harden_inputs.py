@@ -10,14 +10,13 @@ from scanners.cli import main
 from scanners.errors import InputError
 from scanners.harden import (
     HardenOptions,
-    inventory_hosts,
     parse_extra_vars,
     parse_percent,
     parse_serial,
     parse_tags,
     prepare_run_dir,
-    resolve_hosts,
 )
+from scanners.inventory import inventory_hosts, resolve_hosts
 
 INVENTORY = """\
 all:
