@@ -30,6 +30,7 @@ from scanners.findings import Finding, Status
 from scanners.scanning import ScanContext, ScanRoot
 from tests.dockerd import busybox_rootfs_tar, harness_config, import_image, running_dockerd
 from tests.integration.conftest import Converged, Lab
+from tests.lab_compose import COMPOSE_CONTROLS, SEEDED_COMPOSE_FAILURES, SERVICES
 
 pytestmark = pytest.mark.lab
 
@@ -41,17 +42,6 @@ DAEMON_JSON = "/etc/docker/daemon.json"
 RULES = "/etc/audit/rules.d/61-preaudit-docker.rules"
 ROLE = "container_hardening"
 SUMMARY_TASK = "Preaudit | Summary of what was not applied and why"
-SERVICES = ("simulation", "worker")
-COMPOSE_CONTROLS = [f"CTR-C-{i:03d}" for i in range(1, 13)]
-# What the lab's docker-compose.yml fails on its own (W-017, W-018, W-019 and the rest).
-SEEDED_COMPOSE_FAILURES = {(s, c) for s in SERVICES for c in COMPOSE_CONTROLS} - {
-    ("simulation", "CTR-C-004"),
-    ("simulation", "CTR-C-012"),
-    ("worker", "CTR-C-001"),
-    ("worker", "CTR-C-002"),
-    ("worker", "CTR-C-003"),
-    ("worker", "CTR-C-012"),
-}
 HOST_CHECKS = [
     {"id": c.id, "check": dict(c.check)} for c in default_catalog() if c.id in ("CTR-D-002", "CTR-D-010", "CTR-D-011")
 ]
