@@ -316,7 +316,10 @@ class Fleet:
         ref = host.process()
         if ref is None or not ref.alive():
             raise EnvironmentProblem(f"lab host {name} is not running")
-        return self._leader(ref, time.monotonic() + 5)
+        leader = ProcessRef.from_dict(host.leader) if host.leader else None
+        if leader is not None and leader.alive():
+            return leader.pid
+        return self._leader(ref, time.monotonic() + 5)  # a state written before hosts' inits were kept
 
     # -- inventory ---------------------------------------------------------------------------
 
