@@ -402,6 +402,19 @@ def _mode_ok(actual, allowed):
     return (actual & 0o7777) & ~allowed == 0
 
 
+def _judge_file(st, allowed, owner, groups):
+    """("MODE owner:group", whether the mode is within ``allowed``, the owner is ``owner`` and the
+    group one of ``groups``); an empty ``owner`` or ``groups`` accepts any."""
+    actual_owner = _name(pwd.getpwuid, st.st_uid)
+    actual_group = _name(grp.getgrgid, st.st_gid)
+    ok = (
+        _mode_ok(st.st_mode, allowed)
+        and (not owner or actual_owner == owner)
+        and (not groups or actual_group in groups)
+    )
+    return "%04o %s:%s" % (st.st_mode & 0o7777, actual_owner, actual_group), ok
+
+
 def check_file_mode(_host, check, _ctx):
     allowed = int(str(check["mode"]), 8)
     paths = sorted(glob.glob(check["path"]))
@@ -417,15 +430,9 @@ def check_file_mode(_host, check, _ctx):
     observed = {}
     bad = []
     for path in paths:
-        st = os.lstat(path)
-        owner = _name(pwd.getpwuid, st.st_uid)
-        group = _name(grp.getgrgid, st.st_gid)
-        observed[path] = "%04o %s:%s" % (st.st_mode & 0o7777, owner, group)
-        if (
-            not _mode_ok(st.st_mode, allowed)
-            or (check.get("owner") and owner != check["owner"])
-            or (check.get("group") and group != check["group"])
-        ):
+        groups = [check["group"]] if check.get("group") else []
+        observed[path], ok = _judge_file(os.lstat(path), allowed, check.get("owner"), groups)
+        if not ok:
             bad.append(path)
     return result(not bad, observed, expected, ("wrong: " + ", ".join(bad)) if bad else "", wrong=bad)
 
@@ -779,14 +786,8 @@ def check_secret_files(_host, check, _ctx):
                 continue
             if check.get("contains") and not _holds(path, check["contains"]):
                 continue
-            owner = _name(pwd.getpwuid, st.st_uid)
-            group = _name(grp.getgrgid, st.st_gid)
-            observed[path] = "%04o %s:%s" % (st.st_mode & 0o7777, owner, group)
-            if (
-                not _mode_ok(st.st_mode, allowed)
-                or (check.get("owner") and owner != check["owner"])
-                or (groups and group not in groups)
-            ):
+            observed[path], ok = _judge_file(st, allowed, check.get("owner"), groups)
+            if not ok:
                 wrong.append(path)
     if not observed:
         return not_applicable("none found", expected, "no matching file", files=[], wrong=[])

@@ -343,22 +343,18 @@ class EventCollector:
         elif kind == "runner_on_skipped":
             progress.skipped += 1
             status = "skipped"
-        elif kind == "runner_on_failed":
-            if data.get("ignore_errors"):
-                progress.ok += 1
-                status = "ok"
-            else:
-                progress.failed += 1
-                progress.state = "failed"
-                progress.failed_task = task
-                progress.message = _failure_message(res)
-                status = "failed"
+        elif kind == "runner_on_failed" and data.get("ignore_errors"):
+            progress.ok += 1
+            status = "ok"
         else:
-            progress.unreachable += 1
-            progress.state = "unreachable"
+            status = "failed" if kind == "runner_on_failed" else "unreachable"
+            if status == "failed":
+                progress.failed += 1
+            else:
+                progress.unreachable += 1
+            progress.state = status
             progress.failed_task = task
             progress.message = _failure_message(res)
-            status = "unreachable"
         if control:
             action = str(data.get("resolved_action") or data.get("task_action") or "").rsplit(".", 1)[-1]
             if status in ("ok", "changed") and action in DECISION_ACTIONS:
