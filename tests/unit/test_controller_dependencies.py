@@ -30,7 +30,8 @@ CONTROLLER = {
     "cffi",
     "pycparser",
 }
-LOADER = """
+# Any import outside the standard library, the controller's packages and the project fails.
+BARE_CONTROLLER = """
 import importlib.abc, importlib.util, sys
 allowed = set(sys.argv[1].split(",")) | set(sys.stdlib_module_names) | {"scanners", "filter_plugins"}
 class ControllerOnly(importlib.abc.MetaPathFinder):
@@ -40,6 +41,8 @@ class ControllerOnly(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, ControllerOnly())
 sys.path.insert(0, ".")
+"""
+LOAD_PLUGIN = """
 spec = importlib.util.spec_from_file_location("plugin", sys.argv[2])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
@@ -47,30 +50,18 @@ print(sorted(module.FilterModule().filters()))
 """
 
 
+def on_a_bare_controller(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-c", BARE_CONTROLLER + code, ",".join(sorted(CONTROLLER)), *args]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+
+
 @pytest.mark.parametrize("plugin", sorted(p.name for p in (ROOT / "filter_plugins").glob("*.py")))
 def test_filter_plugin_loads_with_ansible_core_and_pyyaml_only(plugin: str) -> None:
-    run = subprocess.run(
-        [sys.executable, "-c", LOADER, ",".join(sorted(CONTROLLER)), f"filter_plugins/{plugin}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = on_a_bare_controller(LOAD_PLUGIN, f"filter_plugins/{plugin}")
     assert run.returncode == 0, run.stderr[-2000:]
     assert ast.literal_eval(run.stdout), f"{plugin} defines no filters"
 
 
 def test_the_loader_refuses_what_a_bare_controller_lacks() -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            LOADER.replace("sys.argv[2]", '"-"').split("spec =")[0] + "import docker\n",
-            ",".join(sorted(CONTROLLER)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = on_a_bare_controller("import docker\n")
     assert run.returncode != 0 and "not on a bare controller" in run.stderr
