@@ -64,6 +64,14 @@ class Lab:
         argv = ["nsenter", "-t", leader, "-m", "-u", "-i", "-n", "-p", "--", "/bin/sh", "-c", command]
         return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
 
+    def reset(self, *names: str) -> None:
+        """Fresh disks from the image, and hosts done with their first boot: services still starting
+        (containerd creates /etc/cni late) would otherwise look like changes."""
+        for name in names:
+            self.fleet.reset_host(name)
+        for name in names:
+            self.root_run(name, "systemctl is-system-running --wait")
+
     def playbook(self, playbook: str, **kwargs: Any) -> RunResult:
         run_dir = self.work / f"run-{time.monotonic_ns()}"
         return run_playbook(playbook, self.inventory, run_dir, **kwargs)
@@ -113,10 +121,7 @@ def converged(lab: Lab) -> Converged:
     """
     hosts = lab.names[:-1]
     # Fresh disks first: whichever test module asks first, the first run meets unhardened hosts.
-    for name in hosts:
-        lab.fleet.reset_host(name)
-    for name in hosts:
-        lab.root_run(name, "systemctl is-system-running --wait")
+    lab.reset(*hosts)
     limit = ",".join(hosts)
     first = lab.playbook("site.yml", limit=limit)
     second = lab.playbook("site.yml", limit=limit)
@@ -127,9 +132,7 @@ def converged(lab: Lab) -> Converged:
 def fresh_host(lab: Lab) -> str:
     """The last host of the fleet with a fresh disk from the image, as newly provisioned."""
     name = lab.names[-1]
-    lab.fleet.reset_host(name)
-    # Services still starting (containerd creates /etc/cni late) would look like changes.
-    lab.root_run(name, "systemctl is-system-running --wait")
+    lab.reset(name)
     return name
 
 

@@ -57,14 +57,6 @@ def shell(lab: Lab, name: str, command: str) -> str:
     raise AssertionError(f"{command!r} failed on {name}: {result.stdout[-2000:]}")
 
 
-def reset(lab: Lab, names: list[str]) -> None:
-    """Fresh disks, and hosts done with their first boot (units that write under /etc)."""
-    for name in names:
-        lab.fleet.reset_host(name)
-    for name in names:
-        shell(lab, name, "systemctl is-system-running --wait || true")
-
-
 def etc_state(lab: Lab, name: str) -> set[str]:
     return set(shell(lab, name, ETC_LISTING).splitlines())
 
@@ -135,7 +127,7 @@ def test_a_tagged_run_leaves_the_other_controls_in_place(lab: Lab, fresh_host: s
 
 def test_rolling_rollout_stops_at_the_first_failed_batch(lab: Lab, tmp_path: Path) -> None:
     first, *later = lab.names
-    reset(lab, lab.names)
+    lab.reset(*lab.names)
     inventory = yaml.safe_load(lab.inventory.read_text())
     # The SSH preflight refuses an allow list that excludes the account Ansible connects as.
     inventory["all"]["children"]["simulation"]["hosts"][first]["ssh_hardening_allow_groups"] = ["nobody"]
@@ -167,7 +159,7 @@ def test_rolling_rollout_stops_at_the_first_failed_batch(lab: Lab, tmp_path: Pat
 def test_a_host_stopped_mid_converge_fails_alone_and_converges_when_back(lab: Lab, tmp_path: Path) -> None:
     victim = lab.names[1]
     others = [n for n in lab.names if n != victim]
-    reset(lab, lab.names)
+    lab.reset(*lab.names)
     stopped = threading.Event()
     stopper: list[threading.Thread] = []
 

@@ -132,8 +132,7 @@ WEAKNESSES = yaml.safe_load(MANIFEST.read_text())["weaknesses"]
 def pristine_host(lab: Lab) -> str:
     """The last host with a fresh disk, once for all the probes (other modules may have hardened it)."""
     name = lab.names[-1]
-    lab.fleet.reset_host(name)
-    lab.root_run(name, "systemctl is-system-running --wait")
+    lab.reset(name)
     return name
 
 
@@ -162,9 +161,8 @@ def test_a_host_whose_nspawn_was_killed_resets_and_boots(lab: Lab) -> None:
     nspawn, leader = host_state.process(), host_state.leader
     assert nspawn is not None and leader is not None
     os.kill(nspawn.pid, signal.SIGKILL)
-    lab.fleet.reset_host(name)
+    lab.reset(name)
     assert not ProcessRef.from_dict(leader).alive()
-    lab.root_run(name, "systemctl is-system-running --wait")
     assert lab.host(name).service("montecarlo").is_running
     assert lab.address(name) in lab.host(name).interface("host0").addresses
 
