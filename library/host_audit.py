@@ -189,6 +189,21 @@ class Host(object):
 
         return self.cached("container", detect)
 
+    @property
+    def net_admin(self):
+        """Whether this host may load a packet filter (CAP_NET_ADMIN in its effective set).
+
+        A Docker container has not, by default: its traffic is filtered by the machine running it.
+        """
+
+        def detect():
+            for line in (read_text("/proc/self/status") or "").splitlines():
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << CAP_NET_ADMIN))
+            return True
+
+        return self.cached("net_admin", detect)
+
     def sshd(self):
         def produce():
             code, out, err = run(["sshd", "-T"])
@@ -684,6 +699,10 @@ def check_auditd_rule(host, check, _ctx):
     return result(not missing, observed, {"keys": check["keys"]}, ("missing: " + ", ".join(missing)) if missing else "")
 
 
+CAP_NET_ADMIN = 12
+NO_PACKET_FILTER = "the %s container has no CAP_NET_ADMIN: its traffic is filtered by the machine running it"
+
+
 def nft_ruleset():
     code, out, err = run(["nft", "-j", "list", "ruleset"])
     if code != 0:
@@ -709,6 +728,8 @@ def accepted_tcp_ports(expressions):
 
 
 def check_nftables(host, check, _ctx):
+    if not host.net_admin:
+        return not_applicable(None, check["rule"], NO_PACKET_FILTER % (host.container or "this"))
     if not any(os.path.exists(p) for p in ("/usr/sbin/nft", "/sbin/nft")):
         return result(False, "nftables not installed", check["rule"])
     items = host.cached("nft", nft_ruleset)
@@ -963,6 +984,7 @@ def main():
         results[item["id"]] = evaluate(host, item)
     facts = {
         "container": host.container,
+        "net_admin": host.net_admin,
         "hostname": socket.gethostname(),
         "listening_tcp": listening_tcp_ports(),
         "efi": os.path.isdir("/sys/firmware/efi"),

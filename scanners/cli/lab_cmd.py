@@ -10,7 +10,7 @@ from rich.table import Table
 
 from scanners.errors import EXIT_RUNTIME
 from scanners.lab.doctor import fix_command, run_checks
-from scanners.lab.fleet import Fleet
+from scanners.lab.fleet import PLATFORMS, Fleet
 from scanners.lab.settings import LabSettings
 
 
@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     up = lab_sub.add_parser("up", parents=[common], help="build the image if needed and boot N hosts")
     up.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
+    up.add_argument(
+        "--platforms",
+        type=_platform_list,
+        default=["nspawn"],
+        help=f"comma-separated platforms the hosts run on, in turn ({', '.join(PLATFORMS)}; default nspawn)",
+    )
     up.set_defaults(func=_up)
     down = lab_sub.add_parser("down", parents=[common], help="stop the hosts and remove their disks")
     down.set_defaults(func=_down)
@@ -36,6 +42,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reset.set_defaults(func=_reset)
 
 
+def _platform_list(text: str) -> list[str]:
+    platforms = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = sorted(set(platforms) - set(PLATFORMS))
+    if not platforms or unknown:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(PLATFORMS)} (got {text!r})")
+    return platforms
+
+
 def _fleet(args: argparse.Namespace, console: Console) -> Fleet:
     settings = LabSettings.from_env(inventory=args.inventory, prefix=args.prefix)
     return Fleet(settings, progress=lambda msg: console.print(f"[dim]lab:[/dim] {msg}"))
@@ -44,7 +58,7 @@ def _fleet(args: argparse.Namespace, console: Console) -> Fleet:
 def _up(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     fleet = _fleet(args, console)
-    fleet.up(args.hosts)
+    fleet.up(args.hosts, args.platforms)
     console.print(f"inventory: {fleet.settings.inventory}")
     _print_status(fleet)
     return 0
@@ -60,11 +74,11 @@ def _down(args: argparse.Namespace) -> int:
 def _print_status(fleet: Fleet) -> int:
     rows = fleet.status()
     table = Table(title="lab hosts")
-    for column in ("host", "state", "address", "ssh", "https"):
+    for column in ("host", "platform", "state", "address", "ssh", "https"):
         table.add_column(column)
     for row in rows:
         state = "[green]running[/green]" if row["running"] else "[red]stopped[/red]"
-        table.add_row(row["name"], state, row["address"], row["ssh"], row["https"])
+        table.add_row(row["name"], row["platform"], state, row["address"], row["ssh"], row["https"])
     Console().print(table if rows else "lab: no hosts (run `preaudit lab up`)")
     return 0 if all(r["running"] for r in rows) else EXIT_RUNTIME
 

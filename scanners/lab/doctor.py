@@ -18,6 +18,7 @@ PROGRAMS: dict[str, str] = {
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
     "mount": "mount",
+    "lxc-start": "lxc",
 }
 
 

@@ -1,9 +1,12 @@
 """Boot, inspect and stop the lab's simulation hosts.
 
-Each host is a copy-on-write overlay of the cached image, booted with systemd-nspawn
-(systemd as PID 1) in a private network namespace joined to the controller by a veth pair.
-Its SSH and HTTPS ports are exposed on 127.0.0.1 by socat, so traffic reaches the host on a
-real, firewallable interface and never leaves the machine.
+Each host boots the cached image with systemd as PID 1, on one of the platforms a simulation host
+runs on in production: a systemd-nspawn machine (the default), a Docker container or an LXC
+container. The nspawn and LXC hosts run on a copy-on-write overlay of the image; a Docker host on
+the image imported into a Docker Engine. Every host has a private network namespace joined to the
+controller by a veth pair (``ve-<name>``, ``host0`` inside); its SSH and HTTPS ports are exposed on
+127.0.0.1 by socat, so traffic reaches the host on a real, firewallable interface and never leaves
+the machine.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import IO, Any
 import yaml
 
 from scanners.errors import EnvironmentProblem, InputError
-from scanners.lab import image, processes
+from scanners.lab import docker_host, image, lxc_host, processes
 from scanners.lab.ca import ensure_ca
 from scanners.lab.processes import ProcessRef
 from scanners.lab.settings import LabSettings
@@ -38,6 +41,7 @@ STATE_VERSION = 1
 SUBNET = "10.213"
 MAX_HOSTS = 32
 BOOT_TIMEOUT = 90.0
+PLATFORMS = ("nspawn", "docker", "lxc")
 Progress = Callable[[str], None]
 
 
@@ -48,10 +52,17 @@ class HostState:
     ssh_port: int
     https_port: int
     root: str
+    # The host's process on the controller: systemd-nspawn, lxc-start, or a Docker host's init.
     nspawn: dict[str, int] | None = None
     # The host's init (systemd, PID 1 inside): it outlives an nspawn that was killed.
     leader: dict[str, int] | None = None
     forwarders: list[dict[str, int]] = field(default_factory=list)
+    platform: str = "nspawn"
+
+    @property
+    def container_name(self) -> str:
+        """The Docker container of a Docker host."""
+        return f"preaudit-lab-{self.name}"
 
     @property
     def address(self) -> str:
@@ -209,9 +220,14 @@ class Fleet:
 
     # -- public operations -------------------------------------------------------------------
 
-    def up(self, count: int) -> LabState:
+    def up(self, count: int, platforms: list[str] | None = None) -> LabState:
+        """Boot hosts PREFIX-1..count; host i runs on ``platforms[(i - 1) % len(platforms)]``."""
         if not 1 <= count <= MAX_HOSTS:
             raise InputError(f"--hosts must be between 1 and {MAX_HOSTS}, not {count}")
+        platforms = platforms or ["nspawn"]
+        unknown = sorted(set(platforms) - set(PLATFORMS))
+        if unknown:
+            raise InputError(f"unknown lab platform(s) {', '.join(unknown)} (known: {', '.join(PLATFORMS)})")
         if os.geteuid() != 0:
             raise EnvironmentProblem("lab: booting hosts needs root (systemd-nspawn, mounts, veth); run with sudo")
         rootfs = image.ensure_image(self.settings, self.progress)
@@ -225,10 +241,14 @@ class Fleet:
                 for host in list(state.hosts.values()):
                     self._destroy(state, host)
             state.image = image.recipe_hash()
-            wanted = [f"{self.settings.prefix}-{i}" for i in range(1, count + 1)]
+            wanted = {f"{self.settings.prefix}-{i}": platforms[(i - 1) % len(platforms)] for i in range(1, count + 1)}
             for name in sorted(set(state.hosts) - set(wanted)):
                 self.progress(f"{name}: stopping (not among the {count} wanted hosts)")
                 self._destroy(state, state.hosts[name])
+            for name, host in list(state.hosts.items()):
+                if host.platform != wanted[name]:
+                    self.progress(f"{name}: replacing (wanted on {wanted[name]}, runs on {host.platform})")
+                    self._destroy(state, host)
             todo = [n for n in wanted if n not in state.hosts or not state.hosts[n].running()]
             taken = sorted(n for n in todo if n not in state.hosts and Path(f"/sys/class/net/ve-{n}").exists())
             if taken:
@@ -243,7 +263,12 @@ class Fleet:
                     slot = next(s for s in range(1, 251) if s not in used)
                     used.add(slot)
                     root = self.settings.hosts_dir / name / "root"
-                    state.hosts[name] = HostState(name, slot, _free_port(), _free_port(), str(root))
+                    state.hosts[name] = HostState(
+                        name, slot, _free_port(), _free_port(), str(root), platform=wanted[name]
+                    )
+            if any(state.hosts[n].platform == "docker" for n in todo):
+                # Imported once here, not by each booting thread.
+                self._docker_image(rootfs)
             started = time.monotonic()
             # The state is saved as each process starts: a session killed in the middle of a boot
             # leaves a state file that `lab down` (and the next test session) can clean up from.
@@ -288,9 +313,7 @@ class Fleet:
         """Give a host a fresh disk from the image (as if newly provisioned) and boot it."""
         with self._locked() as state:
             host = self._host(state, name)
-            self._stop_processes(host)
-            self._unmount(host)
-            shutil.rmtree(host.host_dir, ignore_errors=True)
+            self._wipe(host)
             error = self._boot_safely(host, image.image_rootfs(self.settings))
             if error:
                 raise EnvironmentProblem(error)
@@ -302,6 +325,7 @@ class Fleet:
             rows.append({
                 "name": host.name,
                 "running": host.running(),
+                "platform": host.platform,
                 "pid": ref.pid if ref else None,
                 "address": host.address,
                 "ssh": f"127.0.0.1:{host.ssh_port}",
@@ -332,6 +356,7 @@ class Fleet:
                 "ansible_port": h.ssh_port,
                 "lab_address": h.address,
                 "lab_https_port": h.https_port,
+                "lab_platform": h.platform,
             }
             for h in sorted(state.hosts.values(), key=lambda h: h.slot)
         }
@@ -466,17 +491,25 @@ class Fleet:
 
     def _boot(self, host: HostState, rootfs: Path) -> None:
         deadline = time.monotonic() + BOOT_TIMEOUT
-        root = self._mount(host, rootfs)
-        self._personalise(host, root)
+        host.host_dir.mkdir(parents=True, exist_ok=True)
         log = (host.host_dir / "console.log").open("ab")
-        argv = [
-            "systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit", "--network-veth",
-            f"--machine={host.name}", "--console=passive", "--link-journal=no", f"--directory={root}",
-        ]  # fmt: skip
-        ref = processes.spawn(argv, log)
-        host.nspawn = ref.to_dict()
-        self._checkpoint()
-        leader = self._leader(ref, deadline)
+        if host.platform == "docker":
+            ref, leader = self._start_docker(host, rootfs)
+        else:
+            root = self._mount(host, rootfs)
+            self._personalise(host, root)
+            if host.platform == "lxc":
+                lxc_host.write_config(host.host_dir, host.name, root)
+                argv = lxc_host.start_argv(host.host_dir, host.name)
+            else:
+                argv = [
+                    "systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit", "--network-veth",
+                    f"--machine={host.name}", "--console=passive", "--link-journal=no", f"--directory={root}",
+                ]  # fmt: skip
+            ref = processes.spawn(argv, log)
+            host.nspawn = ref.to_dict()
+            self._checkpoint()
+            leader = self._leader(ref, deadline)
         host.leader = ProcessRef.of(leader).to_dict()
         self._checkpoint()
         self._network(host, leader)
@@ -487,6 +520,63 @@ class Fleet:
         _wait_ssh_banner(host.ssh_port, deadline, ref)
         _wait_tls(host.https_port, deadline, ref)
         self.progress(f"{host.name}: up (ssh 127.0.0.1:{host.ssh_port}, https 127.0.0.1:{host.https_port})")
+
+    # -- Docker hosts ------------------------------------------------------------------------
+
+    def _docker_image(self, rootfs: Path) -> str:
+        return docker_host.ensure_image(docker_host.client(self.settings.docker_host), rootfs, image.recipe_hash())
+
+    def _start_docker(self, host: HostState, rootfs: Path) -> tuple[ProcessRef, int]:
+        engine = docker_host.client(self.settings.docker_host)
+        container = docker_host.find(engine, host.container_name)
+        if container is None:
+            reference = self._docker_image(rootfs)
+            files = self._docker_host_files(host, rootfs)
+            container = docker_host.create(
+                engine, reference, host.container_name, host.name, str(self.settings.lab_dir), files
+            )
+        container.start()
+        leader = docker_host.init_pid(container)
+        ref = ProcessRef.of(leader)
+        host.nspawn = ref.to_dict()
+        self._checkpoint()
+        # --network none leaves the container with loopback only: the fleet adds its veth pair.
+        _sh(["ip", "link", "add", f"ve-{host.name}", "type", "veth", "peer", "name", "host0", "netns", str(leader)],
+            f"{host.name}: veth")  # fmt: skip
+        return ref, leader
+
+    def _docker_host_files(self, host: HostState, rootfs: Path) -> bytes:
+        """The files that make the image this host (host keys, the controller's key), as a tar."""
+        staging = host.host_dir / "personal"
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "etc/ssh").mkdir(parents=True)
+        (staging / "home" / self.ADMIN_USER).mkdir(parents=True)
+        shutil.copy2(rootfs / "etc/passwd", staging / "etc/passwd")
+        self._personalise(host, staging)
+        keys = sorted(p.relative_to(staging).as_posix() for p in (staging / "etc/ssh").glob("ssh_host_*"))
+        ssh_dir = f"home/{self.ADMIN_USER}/.ssh"
+        return docker_host.host_files(staging, [*keys, ssh_dir, f"{ssh_dir}/authorized_keys"])
+
+    def _stop_docker(self, host: HostState) -> None:
+        ref = host.process()
+        if ref is None or not ref.alive():
+            return
+        try:
+            container = docker_host.find(docker_host.client(self.settings.docker_host), host.container_name)
+        except EnvironmentProblem:
+            return  # the engine is gone: the caller ends the container's init itself
+        if container is not None:
+            docker_host.stop(container, timeout=20)
+
+    def _remove_docker(self, host: HostState) -> None:
+        try:
+            engine = docker_host.client(self.settings.docker_host)
+        except EnvironmentProblem as exc:
+            self.progress(f"{host.name}: container {host.container_name} left behind ({exc})")
+            return
+        container = docker_host.find(engine, host.container_name)
+        if container is not None:
+            docker_host.remove(container)
 
     def _forward(self, host: HostState, port: int, target: int, log: IO[bytes]) -> int:
         """Expose the host's ``target`` port on 127.0.0.1; another process may have taken the port
@@ -507,6 +597,12 @@ class Fleet:
             processes.stop(ProcessRef.from_dict(fwd), timeout=2)
         host.forwarders = []
         ref = host.process()
+        if host.platform == "docker":
+            self._stop_docker(host)
+        elif host.platform == "lxc" and ref is not None and ref.alive():
+            # lxc-stop asks the container's systemd for a clean shutdown; lxc-start then exits.
+            stop = lxc_host.stop_argv(host.host_dir, host.name, timeout=20)
+            subprocess.run(stop, capture_output=True, timeout=40, check=False)
         if ref is not None:
             # SIGTERM asks nspawn for a clean shutdown of the host's systemd.
             processes.stop(ref, timeout=20)
@@ -535,9 +631,15 @@ class Fleet:
             subprocess.run(["umount", "--lazy", str(propagate)], capture_output=True, check=False)
             shutil.rmtree(propagate, ignore_errors=True)
 
-    def _destroy(self, state: LabState, host: HostState) -> None:
+    def _wipe(self, host: HostState) -> None:
+        """Stop a host and delete its disk."""
         self._stop_processes(host)
+        if host.platform == "docker":
+            self._remove_docker(host)
         self._unmount(host)
         shutil.rmtree(host.host_dir, ignore_errors=True)
+
+    def _destroy(self, state: LabState, host: HostState) -> None:
+        self._wipe(host)
         state.hosts.pop(host.name, None)
         self.progress(f"{host.name}: removed")

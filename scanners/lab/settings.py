@@ -19,6 +19,8 @@ class LabSettings:
     mirror: str
     prefix: str
     inventory: Path
+    # The Docker Engine that runs the lab's Docker hosts (``lab up --platforms docker``).
+    docker_host: str = "unix:///var/run/docker.sock"
 
     @classmethod
     def from_env(cls, inventory: Path | None = None, prefix: str | None = None) -> LabSettings:
@@ -31,13 +33,16 @@ class LabSettings:
             mirror=os.environ.get("PREAUDIT_LAB_MIRROR", "http://deb.debian.org/debian"),
             prefix=prefix,
             inventory=inventory or Path(os.environ.get("PREAUDIT_LAB_INVENTORY", "inventories/lab/hosts.yml")),
+            docker_host=os.environ.get(
+                "PREAUDIT_LAB_DOCKER_HOST", os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+            ),
         )
 
     @classmethod
     def isolated(cls, lab_dir: Path, prefix: str) -> LabSettings:
         """A lab of its own (state, hosts, inventory under ``lab_dir``) sharing the image cache."""
         base = cls.from_env(prefix=prefix)
-        return cls(lab_dir, base.image_cache, base.mirror, prefix, lab_dir / "hosts.yml")
+        return cls(lab_dir, base.image_cache, base.mirror, prefix, lab_dir / "hosts.yml", base.docker_host)
 
     @property
     def state_file(self) -> Path:

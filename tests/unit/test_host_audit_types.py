@@ -147,3 +147,23 @@ def test_the_catalogs_secret_checks_are_host_checks() -> None:
     for control_id in ("SEC-001", "SEC-002", "SEC-003", "SEC-004", "SEC-005"):
         control = catalog.get(control_id)
         assert control.evaluator == "host" and control.role == "secrets_hardening"
+
+
+@pytest.mark.parametrize(
+    ("cap_eff", "expected"), [("000001ffffffffff", True), ("00000000a80425fb", False), ("0000000000001000", True)]
+)
+def test_net_admin_follows_the_effective_capability_set(
+    monkeypatch: pytest.MonkeyPatch, cap_eff: str, expected: bool
+) -> None:
+    # a80425fb is Docker's default set for a container: no CAP_NET_ADMIN (bit 12).
+    status = f"Name:\tpython3\nCapInh:\t0000000000000000\nCapEff:\t{cap_eff}\n"
+    monkeypatch.setattr(AUDIT, "read_text", lambda path: status if path == "/proc/self/status" else None)
+    assert AUDIT.Host().net_admin is expected
+
+
+def test_without_net_admin_the_firewall_check_is_not_applicable_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = AUDIT.Host()
+    host._cache.update({"net_admin": False, "container": "docker"})
+    result = AUDIT.evaluate(host, {"id": "OS-FW-002", "check": {"type": "nftables", "rule": "input_policy_drop"}})
+    assert result["status"] == "not_applicable"
+    assert "docker container has no CAP_NET_ADMIN" in result["message"]

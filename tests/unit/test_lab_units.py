@@ -71,3 +71,66 @@ def test_weakness_manifest_is_complete() -> None:
         assert {"id", "kind", "where", "what", "probe", "controls", "fixed_by"} <= set(w), w["id"]
         assert w["controls"], w["id"]
         assert len(w["probe"]) == 1, w["id"]
+
+
+def test_a_state_written_before_platforms_loads_its_hosts_as_nspawn(tmp_path: Path) -> None:
+    from scanners.lab.fleet import LabState
+
+    state = tmp_path / "state.json"
+    state.write_text(
+        '{"version": 1, "image": "x", "prefix": "sim", "hosts": {"sim-1": {"name": "sim-1", "slot": 1,'
+        ' "ssh_port": 2201, "https_port": 4431, "root": "/x/sim-1/root"}}}'
+    )
+    assert LabState.load(state).hosts["sim-1"].platform == "nspawn"
+
+
+def test_up_refuses_an_unknown_platform_before_touching_anything(tmp_path: Path) -> None:
+    from scanners.lab.fleet import Fleet
+
+    fleet = Fleet(LabSettings.isolated(tmp_path / "lab", "ut"))
+    with pytest.raises(InputError, match=r"unknown lab platform.*vmware"):
+        fleet.up(2, ["docker", "vmware"])
+    assert not (tmp_path / "lab").exists()
+
+
+def test_lab_up_names_the_known_platforms_on_a_typo() -> None:
+    result = subprocess.run(
+        [".venv/bin/preaudit", "lab", "up", "--platforms", "dokcer"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert "choose from nspawn, docker, lxc" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_lxc_config_names_the_veth_pair_and_shuts_systemd_down_cleanly(tmp_path: Path) -> None:
+    from scanners.lab import lxc_host
+
+    if not lxc_host.COMMON_CONFIG.exists():
+        pytest.skip("Debian's lxc package is not installed")
+    config = lxc_host.write_config(tmp_path, "sim-2", tmp_path / "root").read_text().splitlines()
+    assert f"lxc.rootfs.path = dir:{tmp_path / 'root'}" in config
+    assert {"lxc.net.0.veth.pair = ve-sim-2", "lxc.net.0.name = host0"} <= set(config)
+    assert "lxc.signal.halt = SIGRTMIN+3" in config
+    assert f"lxc.include = {lxc_host.COMMON_CONFIG}" in config
+
+
+def test_docker_host_files_carry_owners_and_modes_but_not_their_parents(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from scanners.lab import docker_host
+
+    ssh = tmp_path / "home/ops/.ssh"
+    ssh.mkdir(parents=True, mode=0o700)
+    (ssh / "authorized_keys").write_text("ssh-ed25519 AAAA test\n")
+    (ssh / "authorized_keys").chmod(0o600)
+    if os.geteuid() == 0:
+        os.chown(ssh, 1000, 1000)
+    data = docker_host.host_files(tmp_path, ["home/ops/.ssh", "home/ops/.ssh/authorized_keys"])
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert set(members) == {"home/ops/.ssh", "home/ops/.ssh/authorized_keys"}
+    assert members["home/ops/.ssh"].isdir() and members["home/ops/.ssh"].mode == 0o700
+    assert members["home/ops/.ssh/authorized_keys"].mode == 0o600
+    if os.geteuid() == 0:
+        assert members["home/ops/.ssh"].uid == 1000
