@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   debootstrap systemd-container socat iproute2 util-linux openssh-client ca-certificates
   # lxc: the lab's LXC hosts (`lab up --platforms lxc`); its lxc-net bridge is not used.
-  lxc
+  # qemu-system-x86 and e2fsprogs: its VM hosts (`--platforms vm`).
+  lxc qemu-system-x86 e2fsprogs
   python3-venv python3-pip nginx openssl
   docker.io busybox-static chromium chromium-driver
   # postgresql: the history store tests start their own server (tests/postgres_server.py) on a

@@ -19,6 +19,8 @@ PROGRAMS: dict[str, str] = {
     "ssh-keygen": "openssh-client",
     "mount": "mount",
     "lxc-start": "lxc",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "mkfs.ext4": "e2fsprogs",
 }
 
 

@@ -1,12 +1,13 @@
 """Boot, inspect and stop the lab's simulation hosts.
 
 Each host boots the cached image with systemd as PID 1, on one of the platforms a simulation host
-runs on in production: a systemd-nspawn machine (the default), a Docker container or an LXC
-container. The nspawn and LXC hosts run on a copy-on-write overlay of the image; a Docker host on
-the image imported into a Docker Engine. Every host has a private network namespace joined to the
-controller by a veth pair (``ve-<name>``, ``host0`` inside); its SSH and HTTPS ports are exposed on
-127.0.0.1 by socat, so traffic reaches the host on a real, firewallable interface and never leaves
-the machine.
+runs on in production: a systemd-nspawn machine (the default), a Docker container, an LXC container
+or a QEMU virtual machine. The nspawn and LXC hosts run on a copy-on-write overlay of the image; a
+Docker host on the image imported into a Docker Engine; a VM on a disk made from the image with a
+kernel added. A container host has a private network namespace joined to the controller by a veth
+pair (``ve-<name>``, ``host0`` inside), a VM a tap link of the same name; SSH and HTTPS are exposed
+on 127.0.0.1 by socat, so traffic reaches the host on a real, firewallable interface and never
+leaves the machine.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import IO, Any
 import yaml
 
 from scanners.errors import EnvironmentProblem, InputError
-from scanners.lab import docker_host, image, lxc_host, processes
+from scanners.lab import docker_host, image, lxc_host, processes, vm_host
 from scanners.lab.ca import ensure_ca
 from scanners.lab.processes import ProcessRef
 from scanners.lab.settings import LabSettings
@@ -41,7 +42,9 @@ STATE_VERSION = 1
 SUBNET = "10.213"
 MAX_HOSTS = 32
 BOOT_TIMEOUT = 90.0
-PLATFORMS = ("nspawn", "docker", "lxc")
+# A VM without KVM emulates its CPU: its kernel, systemd and services start several times slower.
+VM_BOOT_TIMEOUT = 420.0
+PLATFORMS = ("nspawn", "docker", "lxc", "vm")
 Progress = Callable[[str], None]
 
 
@@ -266,9 +269,11 @@ class Fleet:
                     state.hosts[name] = HostState(
                         name, slot, _free_port(), _free_port(), str(root), platform=wanted[name]
                     )
+            # Prepared once here, not by each booting thread.
             if any(state.hosts[n].platform == "docker" for n in todo):
-                # Imported once here, not by each booting thread.
                 self._docker_image(rootfs)
+            if any(state.hosts[n].platform == "vm" for n in todo):
+                self._vm_layer(rootfs)
             started = time.monotonic()
             # The state is saved as each process starts: a session killed in the middle of a boot
             # leaves a state file that `lab down` (and the next test session) can clean up from.
@@ -337,6 +342,8 @@ class Fleet:
     def leader_pid(self, name: str) -> int:
         """PID (on the controller) of the host's init, for nsenter."""
         host = self._host(self.state(), name)
+        if host.platform == "vm":
+            raise EnvironmentProblem(f"lab host {name} is a VM: it has no namespaces on the controller to enter")
         ref = host.process()
         if ref is None or not ref.alive():
             raise EnvironmentProblem(f"lab host {name} is not running")
@@ -417,13 +424,14 @@ class Fleet:
             return f"{host.name}: {exc}" + (f" (console: {' | '.join(tail)})" if tail else "")
         return ""
 
-    def _mount(self, host: HostState, rootfs: Path) -> Path:
+    def _mount(self, host: HostState, rootfs: Path, layers: tuple[Path, ...] = ()) -> Path:
         host_dir = host.host_dir
         root = Path(host.root)
         for sub in ("upper", "work", "root"):
             (host_dir / sub).mkdir(parents=True, exist_ok=True)
         if not os.path.ismount(root):
-            options = f"lowerdir={rootfs},upperdir={host_dir / 'upper'},workdir={host_dir / 'work'}"
+            lower = ":".join(str(p) for p in (*layers, rootfs))
+            options = f"lowerdir={lower},upperdir={host_dir / 'upper'},workdir={host_dir / 'work'}"
             _sh(["mount", "-t", "overlay", "overlay", "-o", options, str(root)], f"{host.name}: overlay mount")
         return root
 
@@ -490,11 +498,13 @@ class Fleet:
         _sh(["nsenter", "-t", str(leader), "-n", "sh", "-ec", inner], f"{host.name}: host network")
 
     def _boot(self, host: HostState, rootfs: Path) -> None:
-        deadline = time.monotonic() + BOOT_TIMEOUT
+        deadline = time.monotonic() + (VM_BOOT_TIMEOUT if host.platform == "vm" else BOOT_TIMEOUT)
         host.host_dir.mkdir(parents=True, exist_ok=True)
         log = (host.host_dir / "console.log").open("ab")
         if host.platform == "docker":
             ref, leader = self._start_docker(host, rootfs)
+        elif host.platform == "vm":
+            ref, leader = self._start_vm(host, rootfs, log)
         else:
             root = self._mount(host, rootfs)
             self._personalise(host, root)
@@ -512,7 +522,8 @@ class Fleet:
             leader = self._leader(ref, deadline)
         host.leader = ProcessRef.of(leader).to_dict()
         self._checkpoint()
-        self._network(host, leader)
+        if host.platform != "vm":  # a VM's tap link is set up before QEMU opens it
+            self._network(host, leader)
         host.forwarders = []
         host.ssh_port = self._forward(host, host.ssh_port, 22, log)
         host.https_port = self._forward(host, host.https_port, 443, log)
@@ -520,6 +531,39 @@ class Fleet:
         _wait_ssh_banner(host.ssh_port, deadline, ref)
         _wait_tls(host.https_port, deadline, ref)
         self.progress(f"{host.name}: up (ssh 127.0.0.1:{host.ssh_port}, https 127.0.0.1:{host.https_port})")
+
+    # -- VM hosts ----------------------------------------------------------------------------
+
+    def _vm_layer(self, rootfs: Path) -> Path:
+        with image.locked(self.settings.image_cache / ".lock"):
+            log = self.settings.image_cache / f"build-{image.recipe_hash()}-vm.log"
+            if not vm_host.layer_dir(rootfs.parent).joinpath("complete").exists():
+                self.progress("installing a kernel for the VM hosts (once per image)")
+            return vm_host.ensure_layer(rootfs.parent, self.settings.mirror, log)
+
+    def _start_vm(self, host: HostState, rootfs: Path, log: IO[bytes]) -> tuple[ProcessRef, int]:
+        layer = self._vm_layer(rootfs)
+        disk = host.host_dir / "disk.raw"
+        if not disk.exists():
+            root = self._mount(host, rootfs, (layer,))
+            try:
+                self._personalise(host, root)
+                vm_host.configure_guest(root, host.address, host.gateway)
+                vm_host.make_disk(root, disk)
+            finally:
+                self._unmount(host)
+            # The disk holds the host now; the overlay's layers are not needed again.
+            shutil.rmtree(host.host_dir / "upper", ignore_errors=True)
+            shutil.rmtree(host.host_dir / "work", ignore_errors=True)
+        kernel, initrd = vm_host.boot_files(layer)
+        tap = f"ve-{host.name}"
+        vm_host.create_tap(tap)
+        _sh(["ip", "addr", "replace", f"{host.gateway}/30", "dev", tap], f"{host.name}: address {tap}")
+        _sh(["ip", "link", "set", tap, "up"], f"{host.name}: link up")
+        argv = vm_host.qemu_argv(host.name, disk, kernel, initrd, tap, host.host_dir / "serial.log")
+        ref = processes.spawn(argv, log)
+        host.nspawn = ref.to_dict()
+        return ref, ref.pid
 
     # -- Docker hosts ------------------------------------------------------------------------
 

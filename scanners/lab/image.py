@@ -49,7 +49,8 @@ def recipe_hash() -> str:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (the image cache's builds take ``<cache>/.lock``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -122,7 +123,7 @@ def ensure_image(settings: LabSettings, progress: Progress) -> Path:
     """Return the rootfs of the current recipe, building it first if it is not cached."""
     key = recipe_hash()
     final = settings.image_cache / key
-    with _locked(settings.image_cache / ".lock"):
+    with locked(settings.image_cache / ".lock"):
         if (final / "complete").exists():
             return final / "rootfs"
         started = time.monotonic()

@@ -9,6 +9,7 @@ the start of the next one.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import ssl
@@ -59,7 +60,16 @@ class Lab:
         return self.fleet.state().hosts[name].address
 
     def root_run(self, name: str, command: str) -> subprocess.CompletedProcess[str]:
-        """Run a command as root inside the host's namespaces, without SSH (works when SSH does not)."""
+        """Run a command as root inside the host's namespaces, without SSH (works when SSH does not).
+        A VM has no namespaces on the controller: its commands go through SSH and sudo."""
+        if self.fleet.state().hosts[name].platform == "vm":
+            argv = [
+                "ssh", "-q", "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-i", str(self.fleet.settings.ssh_key), "-p", str(self.port(name, "ssh")), "ops@127.0.0.1",
+                "sudo", "-n", "/bin/sh", "-c", shlex.quote(command),
+            ]  # fmt: skip
+            return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
         leader = str(self.fleet.leader_pid(name))
         argv = ["nsenter", "-t", leader, "-m", "-u", "-i", "-n", "-p", "--", "/bin/sh", "-c", command]
         return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)

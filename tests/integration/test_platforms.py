@@ -1,10 +1,11 @@
 # mypy: disable-error-code="func-returns-value"
-"""site.yml on the other platforms a simulation host runs on: a Docker container and an LXC
-container, each booted from the lab image with systemd as PID 1 and its platform's own defaults
-(a Docker container has no CAP_NET_ADMIN and a read-only /proc/sys; neither can run auditd).
+"""site.yml on the other platforms a simulation host runs on: a Docker container, an LXC
+container and a QEMU virtual machine, each booted from the lab image with systemd as PID 1 and its
+platform's own defaults (a Docker container has no CAP_NET_ADMIN and a read-only /proc/sys;
+neither container can run auditd; the VM has a kernel of its own and applies everything).
 
 Check mode on the fresh hosts, converge with failed=0, a second run with changed=0, then every
-OS and SSH control's testinfra check on both hosts. What a platform cannot apply is persisted and
+OS and SSH control's testinfra check on every host. What a platform cannot apply is persisted and
 named in the run's summary, never hidden.
 """
 
@@ -29,7 +30,9 @@ from tests.dockerd import running_dockerd
 from tests.integration.conftest import LAB_API_KEY, TEST_LAB_ROOT, TEST_PREFIX, Lab
 
 pytestmark = pytest.mark.lab
-PLATFORMS = ["docker", "lxc"]
+PLATFORMS = ["docker", "lxc", "vm"]
+# What systemd-detect-virt says inside each.
+DETECTED = {"docker": "docker", "lxc": "lxc", "vm": "qemu"}
 # What a Docker container may not do, and so the role leaves to the machine running it.
 DOCKER_CANNOT = {"OS-FW-002", "OS-FW-003"}
 # Mounts a container may not have of its own: the fstab entry applies them at the next boot.
@@ -52,7 +55,7 @@ class PlatformRuns:
 
 @pytest.fixture(scope="module")
 def platforms(lab: Lab) -> Iterator[PlatformRuns]:
-    """A lab of its own (a Docker and an LXC host, beside the session's nspawn fleet), run through
+    """A lab of its own (a Docker, an LXC and a VM host, beside the session's nspawn fleet), run through
     check mode, then converged twice. Depends on ``lab`` only so that stale labs are cleaned first."""
     # Named like the session's lab (the PID last), so a session killed mid-run has it removed too.
     lab_dir = TEST_LAB_ROOT / f"preaudit-test-lab-platforms-{lab.work.parent.name.rsplit('-', 1)[1]}"
@@ -81,8 +84,8 @@ def platforms(lab: Lab) -> Iterator[PlatformRuns]:
 def test_the_hosts_run_on_the_platforms_they_claim(platforms: PlatformRuns) -> None:
     assert sorted(platforms.platform_of.values()) == sorted(PLATFORMS)
     for name, platform in platforms.platform_of.items():
-        detected = platforms.lab.root_run(name, "systemd-detect-virt --container").stdout.strip()
-        assert detected == platform, (name, detected)
+        detected = platforms.lab.root_run(name, "systemd-detect-virt").stdout.strip()
+        assert detected == DETECTED[platform], (name, detected)
 
 
 def test_check_mode_on_fresh_hosts_changes_nothing(platforms: PlatformRuns) -> None:
@@ -105,8 +108,9 @@ def test_site_converges_with_no_failure_then_changes_nothing(platforms: Platform
 
 def test_summary_names_what_each_platform_cannot_apply(platforms: PlatformRuns) -> None:
     out = platforms.first.stdout
-    for platform in PLATFORMS:
+    for platform in ("docker", "lxc"):
         assert f"auditd cannot run in a {platform} container: configured and enabled, not started" in out
+    assert "auditd cannot run in a qemu" not in out
     assert "the docker container has no CAP_NET_ADMIN" in out
     assert "persisted; the running kernel belongs to the container host" in out
     # dockerd cannot run inside the Docker host: daemon.json is written and the reason given.
@@ -114,7 +118,7 @@ def test_summary_names_what_each_platform_cannot_apply(platforms: PlatformRuns) 
 
 
 @pytest.mark.parametrize("control", sorted(os_ssh.CHECKS))
-def test_control_holds_on_docker_and_lxc_hosts(platforms: PlatformRuns, control: str) -> None:
+def test_control_holds_on_docker_lxc_and_vm_hosts(platforms: PlatformRuns, control: str) -> None:
     for name, platform in platforms.platform_of.items():
         host = platforms.lab.host(name)
         if platform == "docker" and control in DOCKER_CANNOT:
@@ -157,8 +161,9 @@ def test_key_login_works_and_passwords_are_refused_on_each_platform(platforms: P
             transport.close()
 
 
-def test_firewall_of_the_lxc_host_drops_an_unexpected_port(platforms: PlatformRuns) -> None:
-    lab, name = platforms.lab, platforms.host("lxc")
+@pytest.mark.parametrize("platform", ["lxc", "vm"])
+def test_firewall_drops_an_unexpected_port(platforms: PlatformRuns, platform: str) -> None:
+    lab, name = platforms.lab, platforms.host(platform)
     host = lab.host(name)
     host.run("systemd-run --unit=preaudit-test-listener python3 -m http.server 8081 --bind 0.0.0.0")
     try:
@@ -186,4 +191,20 @@ def test_host_audit_reports_the_docker_hosts_firewall_as_not_its_own(platforms: 
         if event.get("event") == "runner_on_ok":
             data = event["event_data"]
             seen[data["host"]] = (data["res"]["controls"]["OS-FW-002"]["status"], data["res"]["host"]["net_admin"])
-    assert seen == {platforms.host("docker"): ("not_applicable", False), platforms.host("lxc"): ("pass", True)}
+    assert seen == {
+        platforms.host("docker"): ("not_applicable", False),
+        platforms.host("lxc"): ("pass", True),
+        platforms.host("vm"): ("pass", True),
+    }
+
+
+def test_the_vm_runs_auditd_with_the_rules_loaded_and_its_kernel_settings_applied(platforms: PlatformRuns) -> None:
+    host = platforms.lab.host(platforms.host("vm"))
+    assert host.service("auditd").is_running
+    loaded = host.check_output("auditctl -l")
+    for key in ("identity", "scope", "time-change", "logins", "perm_mod", "kernel_modules"):
+        # auditctl -l prints a watch's key as "-k KEY", a syscall rule's as "-F key=KEY".
+        assert re.search(rf"(-k |-F key=){re.escape(key)}$", loaded, re.M), key
+    assert host.sysctl("kernel.kptr_restrict") == 2 and host.sysctl("net.ipv4.conf.all.send_redirects") == 0
+    vm_summary = [line for line in platforms.first.stdout.splitlines() if "running kernel belongs" in line]
+    assert vm_summary and not any("on 3 host(s)" in line for line in vm_summary), vm_summary  # containers only

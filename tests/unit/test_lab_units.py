@@ -134,3 +134,50 @@ def test_docker_host_files_carry_owners_and_modes_but_not_their_parents(tmp_path
     assert members["home/ops/.ssh/authorized_keys"].mode == 0o600
     if os.geteuid() == 0:
         assert members["home/ops/.ssh"].uid == 1000
+
+
+def test_vm_guest_gets_static_addressing_by_networkd(tmp_path: Path) -> None:
+    from scanners.lab import vm_host
+
+    vm_host.configure_guest(tmp_path, "10.213.7.2", "10.213.7.1")
+    network = (tmp_path / "etc/systemd/network/10-preaudit-lab.network").read_text()
+    assert "Address=10.213.7.2/30" in network and "Gateway=10.213.7.1" in network
+    link = tmp_path / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+    assert os.readlink(link) == "/lib/systemd/system/systemd-networkd.service"
+    vm_host.configure_guest(tmp_path, "10.213.7.2", "10.213.7.1")  # a second call is harmless
+
+
+def test_vm_emulates_the_cpu_unless_kvm_is_asked_for(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from scanners.lab import vm_host
+
+    def argv() -> list[str]:
+        return vm_host.qemu_argv("sim-4", tmp_path / "d", tmp_path / "k", tmp_path / "i", "ve-sim-4", tmp_path / "s")
+
+    monkeypatch.delenv("PREAUDIT_LAB_VM_ACCEL", raising=False)
+    assert argv()[argv().index("-accel") + 1].startswith("tcg")
+    assert "tap,id=net0,ifname=ve-sim-4,script=no,downscript=no" in argv()
+    monkeypatch.setenv("PREAUDIT_LAB_VM_ACCEL", "kvm")
+    monkeypatch.setattr("scanners.lab.vm_host.os.access", lambda _path, _mode: True)
+    assert argv()[argv().index("-accel") + 1] == "kvm"
+
+
+def test_vm_disk_holds_the_tree_it_was_made_from(tmp_path: Path) -> None:
+    import shutil
+
+    from scanners.lab import vm_host
+
+    if shutil.which("mkfs.ext4") is None or shutil.which("debugfs") is None:
+        pytest.skip("e2fsprogs is not installed")
+    tree = tmp_path / "root"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc/hostname").write_text("sim-4\n")
+    (tree / "etc/hostname").chmod(0o640)
+    disk = tmp_path / "disk.raw"
+    vm_host.make_disk(tree, disk)
+
+    def debugfs(request: str) -> str:
+        return subprocess.run(["debugfs", "-R", request, str(disk)], capture_output=True, text=True, check=True).stdout
+
+    assert debugfs("cat /etc/hostname") == "sim-4\n"
+    stat = debugfs("stat /etc/hostname")
+    assert "Mode:  0640" in stat
