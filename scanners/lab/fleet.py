@@ -170,6 +170,12 @@ def _wait_tls(port: int, deadline: float, host_process: ProcessRef) -> None:
     raise EnvironmentProblem(f"lab: no TLS answer on 127.0.0.1:{port} within {BOOT_TIMEOUT:.0f}s")
 
 
+def _gateway_link(host: HostState, link: str) -> None:
+    """The controller's end of a host's link (veth peer or tap): the host's gateway address, up."""
+    _sh(["ip", "addr", "replace", f"{host.gateway}/30", "dev", link], f"{host.name}: address {link}")
+    _sh(["ip", "link", "set", link, "up"], f"{host.name}: link up")
+
+
 def _passwd_ids(root: Path, user: str) -> tuple[int, int]:
     for line in (root / "etc/passwd").read_text().splitlines():
         parts = line.split(":")
@@ -488,8 +494,7 @@ class Fleet:
         )
         if peer is None:
             raise EnvironmentProblem(f"{host.name}: the controller side of the veth pair is missing")
-        _sh(["ip", "addr", "replace", f"{host.gateway}/30", "dev", peer], f"{host.name}: address {peer}")
-        _sh(["ip", "link", "set", peer, "up"], f"{host.name}: link up")
+        _gateway_link(host, peer)
         inner = (
             "ip link set lo up && "
             f"ip addr replace {host.address}/30 dev host0 && ip link set host0 up && "
@@ -558,8 +563,7 @@ class Fleet:
         kernel, initrd = vm_host.boot_files(layer)
         tap = f"ve-{host.name}"
         vm_host.create_tap(tap)
-        _sh(["ip", "addr", "replace", f"{host.gateway}/30", "dev", tap], f"{host.name}: address {tap}")
-        _sh(["ip", "link", "set", tap, "up"], f"{host.name}: link up")
+        _gateway_link(host, tap)
         argv = vm_host.qemu_argv(host.name, disk, kernel, initrd, tap, host.host_dir / "serial.log")
         ref = processes.spawn(argv, log)
         host.nspawn = ref.to_dict()
@@ -574,7 +578,7 @@ class Fleet:
         engine = docker_host.client(self.settings.docker_host)
         container = docker_host.find(engine, host.container_name)
         if container is None:
-            reference = self._docker_image(rootfs)
+            reference = docker_host.ensure_image(engine, rootfs, image.recipe_hash())
             files = self._docker_host_files(host, rootfs)
             container = docker_host.create(
                 engine, reference, host.container_name, host.name, str(self.settings.lab_dir), files
