@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -54,6 +55,95 @@ def summary_by_owner(
     ]
 
 
+CONTROL_ID = re.compile(r"^[A-Z][A-Z0-9]*(?:-[A-Z][A-Z0-9]*)*-[0-9]{3}$")
+REASON_LENGTH = 400
+
+
+def _reason(text: Any) -> str:
+    """The first line of a failure message, short enough for a summary line."""
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    first = lines[0] if lines else "failed without a message"
+    return first if len(first) <= REASON_LENGTH else first[: REASON_LENGTH - 3] + "..."
+
+
+def failed_task_controls(task: Any) -> list[str]:
+    """The controls a failed task serves: the id its name starts with, then its control tags."""
+    name = str((task or {}).get("name") or "") if isinstance(task, dict) else str(getattr(task, "name", "") or "")
+    tags = (task or {}).get("tags") if isinstance(task, dict) else getattr(task, "tags", None)
+    first = name.split(" | ", 1)[0].strip()
+    ids = [first] if CONTROL_ID.match(first) else []
+    return ids + [str(t) for t in tags or () if CONTROL_ID.match(str(t)) and str(t) not in ids]
+
+
+def failure_entries(task: Any, result: Any, check_mode: bool = False, area: str = "") -> list[dict[str, str]]:
+    """Summary entries for a task that failed inside a role's area: its controls failed, with why.
+
+    In check mode nothing was tried for real, so the controls are ``not_checked`` instead.
+    """
+    res = result if isinstance(result, dict) else {}
+    message = res.get("msg") or res.get("stderr") or res.get("module_stderr") or ""
+    name = str((task or {}).get("name") if isinstance(task, dict) else getattr(task, "name", "")) or "a task"
+    controls = failed_task_controls(task) or [name.split(" | ", 1)[0].strip() or "unknown"]
+    action = "not_checked" if check_mode else "failed"
+    rest = f" (the rest of the {area} area was not attempted)" if area else ""
+    return summary_entries(controls, action, f"{name}: {_reason(message)}{rest}")
+
+
+def failed_file_entries(result: Any, check_mode: bool = False) -> list[dict[str, str]]:
+    """Summary entries for the files ``managed_files`` (isolate) left as they were."""
+    action = "not_checked" if check_mode else "failed"
+    entries = []
+    for failed in (result or {}).get("failed_entries") or ():
+        for control in failed.get("controls") or ["unknown"]:
+            entries.append(
+                {"control": str(control), "action": action, "reason": _reason(failed.get("reason")),
+                 "target": str(failed.get("path"))}
+            )  # fmt: skip
+    return entries
+
+
+def failed_package_entries(
+    results: Any, owners: Any, check_mode: bool = False, fallback: str = "unknown"
+) -> list[dict[str, str]]:
+    """Summary entries for the packages an ``apt`` loop (one package an item) could not install.
+
+    ``owners`` maps a package to the control (or controls) that installs it; a package no control
+    owns is recorded under ``fallback`` (for example the variable that asked for it).
+    """
+    action = "not_checked" if check_mode else "failed"
+    entries = []
+    for item in (results or {}).get("results") or ():
+        if not item.get("failed"):
+            continue
+        package = str(item.get("item"))
+        controls = (owners or {}).get(package) or [fallback]
+        for control in [controls] if isinstance(controls, str) else controls:
+            reason = (
+                f"package {package} cannot be installed from the host's package sources: {_reason(item.get('msg'))}"
+            )
+            entries.append({"control": str(control), "action": action, "reason": reason, "target": package})
+    return entries
+
+
+def failed_controls(entries: Any) -> list[str]:
+    """The controls that summary entries record as failed, each once."""
+    return sorted({str(e["control"]) for e in entries or () if e.get("action") == "failed"})
+
+
+def failure_message(entries: Any) -> str:
+    """One message for a host whose run ends as failed because controls could not be applied."""
+    failed = [e for e in entries or () if e.get("action") == "failed"]
+    controls = failed_controls(failed)
+    details = "; ".join(
+        f"{e['control']}{' [' + str(e['target']) + ']' if e.get('target') else ''}: {e.get('reason', '')}"
+        for e in failed
+    )
+    return (
+        f"{len(controls)} control(s) could not be applied on this host ({', '.join(controls)}); every other "
+        f"selected control was applied. {details}. Fix the cause and run again."
+    )
+
+
 def wrong_files(specs: Any, audit: Any, waived: Any = ()) -> list[dict[str, Any]]:
     """One item per file the host audit found wrong, for each spec (a control id plus the fix).
 
@@ -103,4 +193,9 @@ class FilterModule:
             "preaudit_only": only_controls,
             "preaudit_active": active_controls,
             "preaudit_select": select_entries,
+            "preaudit_failure": failure_entries,
+            "preaudit_failed_files": failed_file_entries,
+            "preaudit_failed_packages": failed_package_entries,
+            "preaudit_failed_controls": failed_controls,
+            "preaudit_failure_message": failure_message,
         }

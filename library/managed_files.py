@@ -38,6 +38,14 @@ options:
     type: list
     elements: dict
     default: []
+  isolate:
+    description:
+      - A file that cannot be written (its validation command refuses it, its directory cannot be
+        made, a file to edit lines in is missing) is left as it was and listed in C(failed_entries)
+        with the C(controls) of its entries, and every other file is still ensured. Without it,
+        such a file fails the task.
+    type: bool
+    default: false
 author: preaudit
 """
 
@@ -55,6 +63,10 @@ changed_paths:
   description: Paths whose content, owner, mode or existence changed.
   returned: always
   type: list
+failed_entries:
+  description: With isolate, the files left as they were, each with C(path), C(controls) and C(reason).
+  returned: always
+  type: list
 backups:
   description: Map of path to the backup of its previous content.
   returned: always
@@ -70,6 +82,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -102,14 +115,21 @@ def set_attrs(path, spec):
         os.chmod(path, int(str(spec["mode"]), 8))
 
 
-def validate(module, command, candidate):
+class Rejected(Exception):
+    """A candidate its validation command refused, or a file to edit that is not there."""
+
+
+def validate(command, candidate):
     # Like the template module's validate: split the command, substitute the candidate path,
     # run it without a shell.
     argv = [part.replace("%s", candidate) for part in shlex.split(command)]
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    except OSError as exc:
+        raise Rejected("validation command %s cannot run: %s" % (argv[0], exc.strerror or exc)) from None
     if proc.returncode != 0:
         output = proc.stdout.decode("utf-8", "replace").strip()
-        module.fail_json(msg="validation failed (%s): %s" % (command, output[-2000:]))
+        raise Rejected("validation failed (%s): %s" % (command, output[-2000:]))
 
 
 def write_atomic(module, path, data, spec, before_replace=None):
@@ -127,7 +147,7 @@ def write_atomic(module, path, data, spec, before_replace=None):
             os.fsync(handle.fileno())
         set_attrs(tmp, spec)
         if spec.get("validate"):
-            validate(module, spec["validate"], tmp)
+            validate(spec["validate"], tmp)
         if before_replace is not None:
             before_replace()
         os.rename(tmp, path)
@@ -196,7 +216,7 @@ def ensure_file(module, spec, result):
 def ensure_lines(module, path, edits, result):
     before = read_bytes(path)
     if before is None:
-        module.fail_json(msg="%s does not exist" % path)
+        raise Rejected("%s does not exist" % path)
     lines = before.decode("utf-8").splitlines()
     for edit in edits:
         pattern = re.compile(edit["regexp"])
@@ -227,25 +247,37 @@ def main():
         argument_spec=dict(
             files=dict(type="list", elements="dict", default=[]),
             lines=dict(type="list", elements="dict", default=[]),
+            isolate=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
-    result: dict[str, object] = {"changed_paths": [], "backups": {}, "diff": []}
+    result: dict[str, Any] = {"changed_paths": [], "backups": {}, "diff": [], "failed_entries": []}
+
+    def refused(path, entries, error):
+        # With isolate, a file that cannot be written costs only its own controls: it is left as
+        # it was and reported, and every other file is still ensured.
+        if not module.params["isolate"]:
+            module.fail_json(msg="%s: %s" % (path, error), **result)
+        result["changed_paths"] = [p for p in result["changed_paths"] if p != path]
+        result["diff"] = [d for d in result["diff"] if d.get("before_header") != path]
+        controls = sorted({str(c) for entry in entries for c in entry.get("controls") or ()})
+        result["failed_entries"].append({"path": path, "controls": controls, "reason": str(error)})
+
     for spec in module.params["files"]:
         if not spec.get("path"):
             module.fail_json(msg="every file needs a path: %r" % (spec,))
         try:
             ensure_file(module, spec, result)
-        except (OSError, KeyError) as exc:
-            module.fail_json(msg="%s: %s" % (spec["path"], exc), **result)
-    by_path: dict[str, list[dict[str, str]]] = {}
+        except (Rejected, OSError, KeyError) as exc:
+            refused(spec["path"], [spec], exc)
+    by_path: dict[str, list[dict[str, Any]]] = {}
     for edit in module.params["lines"]:
         by_path.setdefault(edit["path"], []).append(edit)
     for path, edits in by_path.items():
         try:
             ensure_lines(module, path, edits, result)
-        except (OSError, re.error, UnicodeDecodeError) as exc:
-            module.fail_json(msg="%s: %s" % (path, exc), **result)
+        except (Rejected, OSError, re.error, UnicodeDecodeError) as exc:
+            refused(path, edits, exc)
     diff = result.pop("diff")
     output = dict(changed=bool(result["changed_paths"]), **result)
     if module._diff:

@@ -6,7 +6,8 @@ counters) and what the summary needs:
 
 - per host, ok / changed / failed / skipped / unreachable from the runner's final stats;
 - per control and host, what happened to it, derived from the events only, first match wins:
-  * a task named after the control (``"SSH-004 | ..."``) failed: ``failed``;
+  * a task named after the control (``"SSH-004 | ..."``) failed, or a ``failed`` entry in a
+    role's ``<role>_summary`` fact (the role recorded it and applied the other controls): ``failed``;
   * the control is waived for the host (the ``preaudit_waived`` fact, or a ``waived`` entry in a
     role's ``<role>_summary`` fact): ``waived``;
   * a ``not_applied`` entry without a target in a ``<role>_summary`` fact: ``not_applicable``
@@ -511,7 +512,8 @@ def control_outcomes(
         for control in outcome:
             statuses = tasks.get(control, set())
             role = role_controls.get(control)
-            if statuses & {"failed", "unreachable"}:
+            if statuses & {"failed", "unreachable"} or control in by_action["failed"]:
+                # A role records a control it could not apply (and goes on with the others).
                 state = "failed"
             elif control in waived:
                 state = "waived"

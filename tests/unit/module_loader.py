@@ -26,6 +26,11 @@ def _load(name: str, path: Path) -> ModuleType:
     return module
 
 
+def load_file(name: str, path: Path) -> ModuleType:
+    """Any project file (a filter plugin, say) as the module ``name``, without putting its folder on sys.path."""
+    return _load(name, path)
+
+
 def module_utils(name: str) -> ModuleType:
     """``module_utils/<name>.py`` as ``ansible.module_utils.<name>``."""
     return _load(f"ansible.module_utils.{name}", ROOT / "module_utils" / f"{name}.py")

@@ -356,3 +356,27 @@ def test_summary_table_in_check_mode_says_would_be_applied() -> None:
     text = console.export_text()
     assert "hosts (check mode)" in text
     assert "applied = would be applied" in text
+
+
+def test_a_control_a_role_recorded_as_failed_is_failed_and_the_others_applied() -> None:
+    # The role rescued the failing task, recorded it and applied every other control; the host's
+    # run still ends as failed (the play's last task), and the summary names the control and why.
+    failed = {"control": "OS-AUD-001", "action": "failed", "reason": "package auditd cannot be installed"}
+    events = [
+        facts("a", "OS | Name the controls this run applies", _os_hardening_active=ACTIVE),
+        facts("a", "OS-AUD-001 | Record the controls whose package cannot be installed", os_hardening_summary=[failed]),
+        ok("a", "OS-PRM-001 | Fix owner and mode", "ansible.builtin.file", changed=True),
+        event(
+            "runner_on_failed",
+            "a",
+            "Preaudit | Fail the host when a control could not be applied",
+            "ansible.builtin.fail",
+            res={"msg": "1 control(s) could not be applied"},
+        ),
+        stats(ok={"a": 3}, changed={"a": 1}, failures={"a": 1}, processed={"a": 1}),
+    ]
+    summary, code = summarise(events, ["a"])
+    assert code != 0
+    assert states(summary, "OS-AUD-001") == {"failed": ["a"]}
+    assert states(summary, "OS-PRM-001") == {"applied": ["a"], "changed": ["a"]}
+    assert ("a", "OS-AUD-001", "failed") in {(n["host"], n["control"], n["action"]) for n in summary["notes"]}
