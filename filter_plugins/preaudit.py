@@ -103,12 +103,14 @@ def failed_file_entries(result: Any, check_mode: bool = False) -> list[dict[str,
 
 
 def failed_package_entries(
-    results: Any, owners: Any, check_mode: bool = False, fallback: str = "unknown"
+    results: Any, owners: Any, check_mode: bool = False, fallback: str = "unknown", dependents: Any = None
 ) -> list[dict[str, str]]:
     """Summary entries for the packages an ``apt`` loop (one package an item) could not install.
 
     ``owners`` maps a package to the control (or controls) that installs it; a package no control
-    owns is recorded under ``fallback`` (for example the variable that asked for it).
+    owns is recorded under ``fallback`` (for example the variable that asked for it). The controls
+    that configure what such a control installs (``dependents``: {control: [controls]}) cannot be
+    applied either and are recorded with it.
     """
     action = "not_checked" if check_mode else "failed"
     entries = []
@@ -118,10 +120,11 @@ def failed_package_entries(
         package = str(item.get("item"))
         controls = (owners or {}).get(package) or [fallback]
         for control in [controls] if isinstance(controls, str) else controls:
-            reason = (
-                f"package {package} cannot be installed from the host's package sources: {_reason(item.get('msg'))}"
-            )
+            reason = f"package {package} cannot be installed from the host's package sources: {_reason(item.get('msg'))}"
             entries.append({"control": str(control), "action": action, "reason": reason, "target": package})
+            for dependent in (dependents or {}).get(control) or ():
+                needs = f"needs package {package} ({control}), which cannot be installed from the host's package sources"
+                entries.append({"control": str(dependent), "action": action, "reason": needs, "target": package})
     return entries
 
 

@@ -106,3 +106,12 @@ def test_without_isolate_a_refused_file_fails_the_task(
     assert result["failed"] is True
     assert "validation failed" in result["msg"]
     assert not (tmp_path / "x.conf").exists()
+
+
+def test_controls_that_configure_a_missing_package_fail_with_it() -> None:
+    loop = {"results": [{"item": "nftables", "failed": True, "msg": "no available installation candidate"}]}
+    entries = failed_package_entries(
+        loop, {"nftables": "OS-FW-001"}, False, "os_packages", {"OS-FW-001": ["OS-FW-002", "OS-FW-003"]}
+    )
+    assert [e["control"] for e in entries] == ["OS-FW-001", "OS-FW-002", "OS-FW-003"]
+    assert entries[1]["reason"].startswith("needs package nftables (OS-FW-001)")
