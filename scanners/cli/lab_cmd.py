@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scanners.errors import EXIT_RUNTIME
+from scanners.lab import image
 from scanners.lab.doctor import fix_command, run_checks
 from scanners.lab.fleet import PLATFORMS, Fleet
 from scanners.lab.settings import LabSettings
@@ -30,6 +31,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=["nspawn"],
         help=f"comma-separated platforms the hosts run on, in turn ({', '.join(PLATFORMS)}; default nspawn)",
     )
+    up.add_argument(
+        "--variants",
+        type=_variant_list,
+        default=[image.DEFAULT_VARIANT],
+        help=f"comma-separated image variants of the hosts, in turn ({', '.join(image.VARIANTS)}; "
+        f"default {image.DEFAULT_VARIANT})",
+    )
     up.set_defaults(func=_up)
     down = lab_sub.add_parser("down", parents=[common], help="stop the hosts and remove their disks")
     down.set_defaults(func=_down)
@@ -42,12 +50,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reset.set_defaults(func=_reset)
 
 
+def _choice_list(text: str, known: tuple[str, ...]) -> list[str]:
+    chosen = [p.strip() for p in text.split(",") if p.strip()]
+    if not chosen or set(chosen) - set(known):
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(known)} (got {text!r})")
+    return chosen
+
+
 def _platform_list(text: str) -> list[str]:
-    platforms = [p.strip() for p in text.split(",") if p.strip()]
-    unknown = sorted(set(platforms) - set(PLATFORMS))
-    if not platforms or unknown:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(PLATFORMS)} (got {text!r})")
-    return platforms
+    return _choice_list(text, PLATFORMS)
+
+
+def _variant_list(text: str) -> list[str]:
+    return _choice_list(text, tuple(image.VARIANTS))
 
 
 def _fleet(args: argparse.Namespace, console: Console) -> Fleet:
@@ -58,7 +73,7 @@ def _fleet(args: argparse.Namespace, console: Console) -> Fleet:
 def _up(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     fleet = _fleet(args, console)
-    fleet.up(args.hosts, args.platforms)
+    fleet.up(args.hosts, args.platforms, args.variants)
     console.print(f"inventory: {fleet.settings.inventory}")
     _print_status(fleet)
     return 0
@@ -74,11 +89,11 @@ def _down(args: argparse.Namespace) -> int:
 def _print_status(fleet: Fleet) -> int:
     rows = fleet.status()
     table = Table(title="lab hosts")
-    for column in ("host", "platform", "state", "address", "ssh", "https"):
+    for column in ("host", "platform", "variant", "state", "address", "ssh", "https"):
         table.add_column(column)
     for row in rows:
         state = "[green]running[/green]" if row["running"] else "[red]stopped[/red]"
-        table.add_row(row["name"], row["platform"], state, row["address"], row["ssh"], row["https"])
+        table.add_row(row["name"], row["platform"], row["variant"], state, row["address"], row["ssh"], row["https"])
     Console().print(table if rows else "lab: no hosts (run `preaudit lab up`)")
     return 0 if all(r["running"] for r in rows) else EXIT_RUNTIME
 

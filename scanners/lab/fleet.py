@@ -7,7 +7,8 @@ Docker host on the image imported into a Docker Engine; a VM on a disk made from
 kernel added. A container host has a private network namespace joined to the controller by a veth
 pair (``ve-<name>``, ``host0`` inside), a VM a tap link of the same name; SSH and HTTPS are exposed
 on 127.0.0.1 by socat, so traffic reaches the host on a real, firewallable interface and never
-leaves the machine.
+leaves the machine. Each host is of an image variant (``lab``, the default, or ``minimal``), on any
+platform.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from scanners.lab import docker_host, image, lxc_host, processes, vm_host
 from scanners.lab.ca import ensure_ca
 from scanners.lab.processes import ProcessRef
 from scanners.lab.settings import LabSettings
+from scanners.project import project_root
 
-STATE_VERSION = 1
+# 2: each host records its variant and the recipe hash of its image (version 1 had one image).
+STATE_VERSION = 2
 SUBNET = "10.213"
 MAX_HOSTS = 32
 BOOT_TIMEOUT = 90.0
@@ -61,6 +64,9 @@ class HostState:
     leader: dict[str, int] | None = None
     forwarders: list[dict[str, int]] = field(default_factory=list)
     platform: str = "nspawn"
+    variant: str = image.DEFAULT_VARIANT
+    # Recipe hash of the image the host's disk was made from.
+    image: str = ""
 
     @property
     def container_name(self) -> str:
@@ -89,13 +95,12 @@ class HostState:
 
 @dataclass(slots=True)
 class LabState:
-    image: str = ""
     prefix: str = "sim"
     hosts: dict[str, HostState] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(
-            {"version": STATE_VERSION, "image": self.image, "prefix": self.prefix,
+            {"version": STATE_VERSION, "prefix": self.prefix,
              "hosts": {n: asdict(h) for n, h in sorted(self.hosts.items())}},
             indent=2,
         )  # fmt: skip
@@ -106,12 +111,14 @@ class LabState:
             return cls()
         try:
             data = json.loads(path.read_text())
-            hosts = {n: HostState(**h) for n, h in data.get("hosts", {}).items()}
+            # A version 1 state names one image for all its hosts, all of them of the lab variant.
+            legacy = {"image": data.get("image", "")}
+            hosts = {n: HostState(**{**legacy, **h}) for n, h in data.get("hosts", {}).items()}
         except (ValueError, TypeError, KeyError) as exc:
             raise EnvironmentProblem(
                 f"lab state {path} is unreadable ({exc}); remove it and the lab directory"
             ) from None
-        return cls(image=data.get("image", ""), prefix=data.get("prefix", "sim"), hosts=hosts)
+        return cls(prefix=data.get("prefix", "sim"), hosts=hosts)
 
 
 def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -176,12 +183,53 @@ def _gateway_link(host: HostState, link: str) -> None:
     _sh(["ip", "link", "set", link, "up"], f"{host.name}: link up")
 
 
-def _passwd_ids(root: Path, user: str) -> tuple[int, int]:
+def _passwd_entry(root: Path, user: str) -> tuple[int, int, str]:
+    """The user's uid, gid and home directory (relative to ``root``) in the image's passwd."""
     for line in (root / "etc/passwd").read_text().splitlines():
         parts = line.split(":")
         if parts[0] == user:
-            return int(parts[2]), int(parts[3])
+            return int(parts[2]), int(parts[3]), parts[5].lstrip("/")
     raise EnvironmentProblem(f"lab image has no user {user}")
+
+
+def _wanted_hosts(prefix: str, count: int, platforms: list[str], variants: list[str]) -> dict[str, tuple[str, str]]:
+    """Host name -> (platform, variant): host i takes the i-th of each list, in turn."""
+    return {
+        f"{prefix}-{i}": (platforms[(i - 1) % len(platforms)], variants[(i - 1) % len(variants)])
+        for i in range(1, count + 1)
+    }
+
+
+def _check_choices(platforms: list[str], variants: list[str]) -> None:
+    unknown = sorted(set(platforms) - set(PLATFORMS))
+    if unknown:
+        raise InputError(f"unknown lab platform(s) {', '.join(unknown)} (known: {', '.join(PLATFORMS)})")
+    unknown = sorted(set(variants) - set(image.VARIANTS))
+    if unknown:
+        raise InputError(f"unknown lab variant(s) {', '.join(unknown)} (known: {', '.join(image.VARIANTS)})")
+
+
+def _role_default(role: str, variable: str) -> Any:
+    """A role's default value, read from its defaults file (the inventory extends some of them)."""
+    defaults = project_root() / "roles" / role / "defaults" / "main.yml"
+    try:
+        return (yaml.safe_load(defaults.read_text()) or {}).get(variable)
+    except (OSError, yaml.YAMLError) as exc:
+        raise EnvironmentProblem(f"lab: cannot read {variable} from {defaults}: {exc}") from None
+
+
+def _root_managed_vars() -> dict[str, Any]:
+    """What a fleet managed as root must set for the SSH lockout preflight (SSH-001, SSH-019) to
+    admit the account Ansible connects as: root keeps key logins, and each allow list the role sets
+    by default also admits root (by its name, or by its only group, root). An empty list admits
+    everyone and stays empty."""
+    variables: dict[str, Any] = {"ansible_user": "root", "ssh_hardening_permit_root_login": "prohibit-password"}
+    for kind in ("groups", "users"):
+        name = f"ssh_hardening_allow_{kind}"
+        default = list(_role_default("ssh_hardening", name) or [])
+        if default:
+            variables[name] = default if "root" in default else [*default, "root"]
+    return variables
 
 
 class Fleet:
@@ -229,35 +277,25 @@ class Fleet:
 
     # -- public operations -------------------------------------------------------------------
 
-    def up(self, count: int, platforms: list[str] | None = None) -> LabState:
-        """Boot hosts PREFIX-1..count; host i runs on ``platforms[(i - 1) % len(platforms)]``."""
+    def up(self, count: int, platforms: list[str] | None = None, variants: list[str] | None = None) -> LabState:
+        """Boot hosts PREFIX-1..count; host i runs on ``platforms[(i - 1) % len(platforms)]`` and is of
+        the variant ``variants[(i - 1) % len(variants)]``."""
         if not 1 <= count <= MAX_HOSTS:
             raise InputError(f"--hosts must be between 1 and {MAX_HOSTS}, not {count}")
         platforms = platforms or ["nspawn"]
-        unknown = sorted(set(platforms) - set(PLATFORMS))
-        if unknown:
-            raise InputError(f"unknown lab platform(s) {', '.join(unknown)} (known: {', '.join(PLATFORMS)})")
+        variants = variants or [image.DEFAULT_VARIANT]
+        _check_choices(platforms, variants)
         if os.geteuid() != 0:
             raise EnvironmentProblem("lab: booting hosts needs root (systemd-nspawn, mounts, veth); run with sudo")
-        rootfs = image.ensure_image(self.settings, self.progress)
+        wanted = _wanted_hosts(self.settings.prefix, count, platforms, variants)
+        used_variants = sorted({variant for _platform, variant in wanted.values()})
+        rootfs = {v: image.ensure_image(self.settings, self.progress, v) for v in used_variants}
         self._ensure_ssh_key()
         # Labs of other users or test sessions share the machine's address space and interface
         # names: choosing slots and booting happens under one machine-wide lock.
         with self._machine_lock(), self._locked() as state:
             state.prefix = self.settings.prefix
-            if state.image and state.image != image.recipe_hash() and state.hosts:
-                self.progress("the image recipe changed: replacing the running hosts")
-                for host in list(state.hosts.values()):
-                    self._destroy(state, host)
-            state.image = image.recipe_hash()
-            wanted = {f"{self.settings.prefix}-{i}": platforms[(i - 1) % len(platforms)] for i in range(1, count + 1)}
-            for name in sorted(set(state.hosts) - set(wanted)):
-                self.progress(f"{name}: stopping (not among the {count} wanted hosts)")
-                self._destroy(state, state.hosts[name])
-            for name, host in list(state.hosts.items()):
-                if host.platform != wanted[name]:
-                    self.progress(f"{name}: replacing (wanted on {wanted[name]}, runs on {host.platform})")
-                    self._destroy(state, host)
+            self._replace_unwanted(state, wanted)
             todo = [n for n in wanted if n not in state.hosts or not state.hosts[n].running()]
             taken = sorted(n for n in todo if n not in state.hosts and Path(f"/sys/class/net/ve-{n}").exists())
             if taken:
@@ -271,22 +309,27 @@ class Fleet:
                 else:
                     slot = next(s for s in range(1, 251) if s not in used)
                     used.add(slot)
+                    platform, variant = wanted[name]
                     root = self.settings.hosts_dir / name / "root"
                     state.hosts[name] = HostState(
-                        name, slot, _free_port(), _free_port(), str(root), platform=wanted[name]
-                    )
-            # Prepared once here, not by each booting thread.
-            if any(state.hosts[n].platform == "docker" for n in todo):
-                self._docker_image(rootfs)
-            if any(state.hosts[n].platform == "vm" for n in todo):
-                self._vm_layer(rootfs)
+                        name, slot, _free_port(), _free_port(), str(root), platform=platform, variant=variant,
+                        image=rootfs[variant].parent.name,
+                    )  # fmt: skip
+            # Prepared once per image here, not by each booting thread.
+            for platform, prepare in (("docker", self._docker_image), ("vm", self._vm_layer)):
+                for variant in sorted({state.hosts[n].variant for n in todo if state.hosts[n].platform == platform}):
+                    prepare(rootfs[variant])
             started = time.monotonic()
             # The state is saved as each process starts: a session killed in the middle of a boot
             # leaves a state file that `lab down` (and the next test session) can clean up from.
             self._checkpoint = lambda: self._save(state)
             self._save(state)
+
+            def boot(name: str) -> str:
+                return self._boot_safely(state.hosts[name], rootfs[state.hosts[name].variant])
+
             with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
-                results = list(pool.map(lambda n: self._boot_safely(state.hosts[n], rootfs), todo))
+                results = list(pool.map(boot, todo))
             errors = [r for r in results if r]
             if todo and not errors:
                 self.progress(f"{len(todo)} host(s) booted in {time.monotonic() - started:.1f}s")
@@ -295,13 +338,30 @@ class Fleet:
                 raise EnvironmentProblem("; ".join(errors))
             return state
 
+    def _replace_unwanted(self, state: LabState, wanted: dict[str, tuple[str, str]]) -> None:
+        """Remove the hosts not wanted, and those wanted otherwise: on another platform, of another
+        variant, or made from an image whose recipe has changed since."""
+        for name in sorted(set(state.hosts) - set(wanted)):
+            self.progress(f"{name}: stopping (not among the {len(wanted)} wanted hosts)")
+            self._destroy(state, state.hosts[name])
+        for name, host in list(state.hosts.items()):
+            platform, variant = wanted[name]
+            if host.platform != platform:
+                self.progress(f"{name}: replacing (wanted on {platform}, runs on {host.platform})")
+            elif host.variant != variant:
+                self.progress(f"{name}: replacing (wanted of variant {variant}, is {host.variant})")
+            elif host.image != image.recipe_hash(variant):
+                self.progress(f"{name}: replacing (the {variant} image recipe changed)")
+            else:
+                continue
+            self._destroy(state, host)
+
     def down(self) -> int:
         with self._locked() as state:
             count = 0
             for host in list(state.hosts.values()):
                 self._destroy(state, host)
                 count += 1
-            state.image = ""
         self.settings.state_file.unlink(missing_ok=True)
         if self.settings.inventory.exists() and "preaudit lab" in self.settings.inventory.read_text()[:200]:
             self.settings.inventory.unlink()
@@ -316,7 +376,7 @@ class Fleet:
         with self._locked() as state:
             host = self._host(state, name)
             if not host.running():
-                error = self._boot_safely(host, image.image_rootfs(self.settings))
+                error = self._boot_safely(host, self._image_of(host))
                 if error:
                     raise EnvironmentProblem(error)
 
@@ -325,7 +385,9 @@ class Fleet:
         with self._locked() as state:
             host = self._host(state, name)
             self._wipe(host)
-            error = self._boot_safely(host, image.image_rootfs(self.settings))
+            rootfs = image.ensure_image(self.settings, self.progress, host.variant)
+            host.image = rootfs.parent.name
+            error = self._boot_safely(host, rootfs)
             if error:
                 raise EnvironmentProblem(error)
 
@@ -337,6 +399,7 @@ class Fleet:
                 "name": host.name,
                 "running": host.running(),
                 "platform": host.platform,
+                "variant": host.variant,
                 "pid": ref.pid if ref else None,
                 "address": host.address,
                 "ssh": f"127.0.0.1:{host.ssh_port}",
@@ -363,16 +426,7 @@ class Fleet:
     def write_inventory(self, state: LabState | None = None) -> Path:
         state = state or self.state()
         ca = ensure_ca(self.settings)
-        hosts = {
-            h.name: {
-                "ansible_host": "127.0.0.1",
-                "ansible_port": h.ssh_port,
-                "lab_address": h.address,
-                "lab_https_port": h.https_port,
-                "lab_platform": h.platform,
-            }
-            for h in sorted(state.hosts.values(), key=lambda h: h.slot)
-        }
+        hosts = {h.name: self._inventory_host(h) for h in sorted(state.hosts.values(), key=lambda h: h.slot)}
         inventory = {
             "all": {
                 "vars": {
@@ -401,7 +455,26 @@ class Fleet:
         _atomic_write(self.settings.inventory, header + yaml.safe_dump(inventory, sort_keys=False))
         return self.settings.inventory
 
+    def _inventory_host(self, host: HostState) -> dict[str, Any]:
+        variables: dict[str, Any] = {
+            "ansible_host": "127.0.0.1",
+            "ansible_port": host.ssh_port,
+            "lab_address": host.address,
+            "lab_https_port": host.https_port,
+            "lab_platform": host.platform,
+            "lab_variant": host.variant,
+        }
+        if image.variant(host.variant).admin_user == "root":
+            variables.update(_root_managed_vars())
+        return variables
+
     # -- internals ---------------------------------------------------------------------------
+
+    def _image_of(self, host: HostState) -> Path:
+        """The rootfs of the image the host's disk was made from (its variant's current one for a
+        state that does not say)."""
+        own = self.settings.image_cache / host.image / "rootfs" if host.image else None
+        return own if own is not None and own.is_dir() else image.image_rootfs(self.settings, host.variant)
 
     def _host(self, state: LabState, name: str) -> HostState:
         if name not in state.hosts:
@@ -460,8 +533,8 @@ class Fleet:
                 continue
             argv = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"root@{host.name}", "-f", str(key)]
             _sh(argv + (["-b", bits] if bits else []), f"{host.name}: host key")
-        uid, gid = _passwd_ids(root, self.ADMIN_USER)
-        ssh_dir = root / "home" / self.ADMIN_USER / ".ssh"
+        uid, gid, home = _passwd_entry(root, image.variant(host.variant).admin_user)
+        ssh_dir = root / home / ".ssh"
         ssh_dir.mkdir(mode=0o700, exist_ok=True)
         keys = ssh_dir / "authorized_keys"
         pub = self.settings.ssh_key.with_suffix(".pub").read_text()
@@ -540,8 +613,9 @@ class Fleet:
     # -- VM hosts ----------------------------------------------------------------------------
 
     def _vm_layer(self, rootfs: Path) -> Path:
+        """The kernel layer of the image ``rootfs`` belongs to (each image, so each variant, has its own)."""
         with image.locked(self.settings.image_cache / ".lock"):
-            log = self.settings.image_cache / f"build-{image.recipe_hash()}-vm.log"
+            log = self.settings.image_cache / f"build-{rootfs.parent.name}-vm.log"
             if not vm_host.layer_dir(rootfs.parent).joinpath("complete").exists():
                 self.progress("installing a kernel for the VM hosts (once per image)")
             return vm_host.ensure_layer(rootfs.parent, self.settings.mirror, log)
@@ -572,13 +646,14 @@ class Fleet:
     # -- Docker hosts ------------------------------------------------------------------------
 
     def _docker_image(self, rootfs: Path) -> str:
-        return docker_host.ensure_image(docker_host.client(self.settings.docker_host), rootfs, image.recipe_hash())
+        # Tagged with the image's recipe hash (its directory's name): one Docker image per variant.
+        return docker_host.ensure_image(docker_host.client(self.settings.docker_host), rootfs, rootfs.parent.name)
 
     def _start_docker(self, host: HostState, rootfs: Path) -> tuple[ProcessRef, int]:
         engine = docker_host.client(self.settings.docker_host)
         container = docker_host.find(engine, host.container_name)
         if container is None:
-            reference = docker_host.ensure_image(engine, rootfs, image.recipe_hash())
+            reference = docker_host.ensure_image(engine, rootfs, rootfs.parent.name)
             files = self._docker_host_files(host, rootfs)
             container = docker_host.create(
                 engine, reference, host.container_name, host.name, str(self.settings.lab_dir), files
@@ -598,11 +673,12 @@ class Fleet:
         staging = host.host_dir / "personal"
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "etc/ssh").mkdir(parents=True)
-        (staging / "home" / self.ADMIN_USER).mkdir(parents=True)
+        _uid, _gid, home = _passwd_entry(rootfs, image.variant(host.variant).admin_user)
+        (staging / home).mkdir(parents=True)
         shutil.copy2(rootfs / "etc/passwd", staging / "etc/passwd")
         self._personalise(host, staging)
         keys = sorted(p.relative_to(staging).as_posix() for p in (staging / "etc/ssh").glob("ssh_host_*"))
-        ssh_dir = f"home/{self.ADMIN_USER}/.ssh"
+        ssh_dir = f"{home}/.ssh"
         return docker_host.host_files(staging, [*keys, ssh_dir, f"{ssh_dir}/authorized_keys"])
 
     def _stop_docker(self, host: HostState) -> None:

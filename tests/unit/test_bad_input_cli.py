@@ -156,3 +156,8 @@ def test_scan_refuses_a_malformed_inventory_in_one_line(
     result = _run("scan", "--inventory", str(inventory), *(["--limit", limit] if limit else []), "--out", str(out))
     _one_line_error(result, 2, fragment)
     assert not out.exists()
+
+
+def test_lab_up_with_an_unknown_variant_names_the_known_ones() -> None:
+    result = _run("lab", "up", "--hosts", "2", "--variants", "lab,bogus")
+    _one_line_error(result, 2, "argument --variants: choose from lab, minimal (got 'lab,bogus')")

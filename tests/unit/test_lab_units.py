@@ -181,3 +181,113 @@ def test_vm_disk_holds_the_tree_it_was_made_from(tmp_path: Path) -> None:
     assert debugfs("cat /etc/hostname") == "sim-4\n"
     stat = debugfs("stat /etc/hostname")
     assert "Mode:  0640" in stat
+
+
+def test_each_variant_has_its_own_stable_recipe_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert set(image.VARIANTS) == {"lab", "minimal"}
+    assert image.recipe_hash("minimal") == image.recipe_hash("minimal")
+    assert image.recipe_hash("lab") != image.recipe_hash("minimal")
+    copy = tmp_path / "image"
+    subprocess.run(["cp", "-a", str(image.RECIPE_DIR), str(copy)], check=True)
+    monkeypatch.setattr(image, "RECIPE_DIR", copy)
+    lab, minimal = image.recipe_hash("lab"), image.recipe_hash("minimal")
+    # A variant's own recipe decides only its image ...
+    with (copy / image.VARIANTS["minimal"].script).open("a") as script:
+        script.write("# changed\n")
+    assert (image.recipe_hash("lab"), image.recipe_hash("minimal") != minimal) == (lab, True)
+    minimal = image.recipe_hash("minimal")
+    with (copy / image.VARIANTS["lab"].script).open("a") as script:
+        script.write("# changed\n")
+    assert (image.recipe_hash("lab") != lab, image.recipe_hash("minimal")) == (True, minimal)
+    lab = image.recipe_hash("lab")
+    # ... the shared steps and platform files decide both.
+    with (copy / image.COMMON_SCRIPT).open("a") as script:
+        script.write("# changed\n")
+    assert image.recipe_hash("lab") != lab and image.recipe_hash("minimal") != minimal
+
+
+def test_an_unknown_variant_has_no_recipe() -> None:
+    with pytest.raises(InputError, match=r"unknown lab variant 'bogus' \(known: lab, minimal\)"):
+        image.recipe_hash("bogus")
+
+
+def test_pruning_keeps_every_variants_current_image(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    current = {image.recipe_hash(v) for v in image.VARIANTS}
+    for name in [*current, "0123456789abcdef", ".build-x-1"]:
+        (cache / name / "rootfs").mkdir(parents=True)
+    image._prune(cache, keep=current)
+    assert {p.name for p in cache.iterdir()} == current | {".build-x-1"}
+
+
+def test_the_state_keeps_each_hosts_variant_and_image(tmp_path: Path) -> None:
+    from scanners.lab.fleet import HostState, LabState
+
+    state = LabState(prefix="sim", hosts={
+        "sim-1": HostState("sim-1", 1, 2201, 4431, "/x/sim-1/root", variant="minimal", image="abc"),
+        "sim-2": HostState("sim-2", 2, 2202, 4432, "/x/sim-2/root", platform="docker"),
+    })  # fmt: skip
+    path = tmp_path / "state.json"
+    path.write_text(state.to_json())
+    loaded = LabState.load(path)
+    assert loaded == state
+    assert (loaded.hosts["sim-1"].variant, loaded.hosts["sim-1"].image) == ("minimal", "abc")
+    assert loaded.hosts["sim-2"].variant == "lab"
+
+
+def test_a_state_written_before_variants_loads_its_hosts_as_lab_hosts_of_its_image(tmp_path: Path) -> None:
+    from scanners.lab.fleet import LabState
+
+    state = tmp_path / "state.json"
+    state.write_text(
+        '{"version": 1, "image": "04fb0e36a90b5aaf", "prefix": "sim", "hosts": {"sim-1": {"name": "sim-1",'
+        ' "slot": 1, "ssh_port": 2201, "https_port": 4431, "root": "/x/sim-1/root", "platform": "lxc"}}}'
+    )
+    host = LabState.load(state).hosts["sim-1"]
+    assert (host.variant, host.image, host.platform) == ("lab", "04fb0e36a90b5aaf", "lxc")
+
+
+def test_host_i_gets_the_i_th_variant_and_platform_in_turn() -> None:
+    from scanners.lab.fleet import _wanted_hosts
+
+    wanted = _wanted_hosts("sim", 5, ["nspawn", "docker"], ["lab", "minimal", "minimal"])
+    assert wanted == {
+        "sim-1": ("nspawn", "lab"),
+        "sim-2": ("docker", "minimal"),
+        "sim-3": ("nspawn", "minimal"),
+        "sim-4": ("docker", "lab"),
+        "sim-5": ("nspawn", "minimal"),
+    }
+
+
+def test_up_refuses_an_unknown_variant_before_touching_anything(tmp_path: Path) -> None:
+    from scanners.lab.fleet import Fleet
+
+    fleet = Fleet(LabSettings.isolated(tmp_path / "lab", "ut"))
+    with pytest.raises(InputError, match=r"unknown lab variant\(s\) bogus \(known: lab, minimal\)"):
+        fleet.up(2, ["nspawn"], ["minimal", "bogus"])
+    assert not (tmp_path / "lab").exists()
+
+
+def test_the_inventory_connects_to_a_minimal_host_as_root_admitted_by_the_ssh_preflight(tmp_path: Path) -> None:
+    from scanners.lab.fleet import Fleet, HostState, LabState
+
+    role_defaults = yaml.safe_load(Path("roles/ssh_hardening/defaults/main.yml").read_text())
+    settings = LabSettings.isolated(tmp_path / "lab", "ut")
+    state = LabState(prefix="ut", hosts={
+        "ut-1": HostState("ut-1", 1, 2201, 4431, "/x/ut-1/root"),
+        "ut-2": HostState("ut-2", 2, 2202, 4432, "/x/ut-2/root", variant="minimal"),
+    })  # fmt: skip
+    inventory = yaml.safe_load(Fleet(settings).write_inventory(state).read_text())["all"]
+    hosts = inventory["children"]["simulation"]["hosts"]
+    assert inventory["vars"]["ansible_user"] == "ops"
+    assert hosts["ut-1"]["lab_variant"] == "lab"
+    assert not {"ansible_user", "ssh_hardening_permit_root_login", "ssh_hardening_allow_groups"} & set(hosts["ut-1"])
+    minimal = hosts["ut-2"]
+    assert minimal["lab_variant"] == "minimal"
+    assert minimal["ansible_user"] == "root"
+    assert minimal["ssh_hardening_permit_root_login"] == "prohibit-password"
+    # The role's list, extended: root (whose only group is root) is admitted, nobody is dropped.
+    assert minimal["ssh_hardening_allow_groups"] == [*role_defaults["ssh_hardening_allow_groups"], "root"]
+    # An empty list admits everyone: it stays the role's.
+    assert ("ssh_hardening_allow_users" in minimal) == bool(role_defaults["ssh_hardening_allow_users"])
