@@ -120,10 +120,14 @@ def failed_package_entries(
         package = str(item.get("item"))
         controls = (owners or {}).get(package) or [fallback]
         for control in [controls] if isinstance(controls, str) else controls:
-            reason = f"package {package} cannot be installed from the host's package sources: {_reason(item.get('msg'))}"
+            reason = (
+                f"package {package} cannot be installed from the host's package sources: {_reason(item.get('msg'))}"
+            )
             entries.append({"control": str(control), "action": action, "reason": reason, "target": package})
             for dependent in (dependents or {}).get(control) or ():
-                needs = f"needs package {package} ({control}), which cannot be installed from the host's package sources"
+                needs = (
+                    f"needs package {package} ({control}), which cannot be installed from the host's package sources"
+                )
                 entries.append({"control": str(dependent), "action": action, "reason": needs, "target": package})
     return entries
 

@@ -1,8 +1,9 @@
 # Copyright: preaudit contributors. Apache-2.0.
-"""Certificate logic of the x509_certificate module: keys, CSRs, issuing and validation.
+"""Certificate logic of the x509_certificate module: keys, issuing and validation.
 
 Pure functions on ``cryptography`` objects (no file or network access), so that the module's
-decisions are unit-tested on the controller. The target runs Debian 12's python3-cryptography
+decisions are unit-tested on the controller. They run on the controller (judging, issuing with the
+CA) and, for self-signed certificates only, on a target with Debian 12's python3-cryptography
 (38.0): nothing newer than that version's API is used (no ``load_pem_x509_certificates``, no
 ``verify_directly_issued_by``, the ``*_utc`` validity properties only when present).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import re
+from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -21,7 +23,11 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 UTC = datetime.UTC
 PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----")
-CURVES = {"secp256r1": ec.SECP256R1, "secp384r1": ec.SECP384R1, "secp521r1": ec.SECP521R1}
+CURVES: dict[str, Callable[[], ec.EllipticCurve]] = {
+    "secp256r1": ec.SECP256R1,
+    "secp384r1": ec.SECP384R1,
+    "secp521r1": ec.SECP521R1,
+}
 WEAK_SIGNATURE_HASHES = frozenset(["md5", "sha1"])
 # Start validity a little in the past: clients with a clock slightly behind accept the certificate.
 BACKDATE = datetime.timedelta(minutes=5)
@@ -59,11 +65,15 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey
     return key
 
 
-def load_csr(data: bytes) -> x509.CertificateSigningRequest:
+def load_public_key(data: bytes) -> PublicKey:
+    """A PEM SubjectPublicKeyInfo (what the host reports for its private key)."""
     try:
-        return x509.load_pem_x509_csr(data)
-    except ValueError as exc:
-        raise CertificateError(f"unreadable certificate signing request: {exc}") from None
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise CertificateError(f"unreadable public key: {exc}") from None
+    if not isinstance(key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
+        raise CertificateError(f"unsupported public key type {type(key).__name__} (EC or RSA only)")
+    return key
 
 
 def not_before(cert: x509.Certificate) -> datetime.datetime:
@@ -115,8 +125,10 @@ def certificate_pem(cert: x509.Certificate) -> bytes:
 
 
 def _spki(key: object) -> bytes:
-    public = key.public_key() if hasattr(key, "public_key") else key
-    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined,no-any-return]
+    public = key.public_key() if isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)) else key
+    if not isinstance(public, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
+        raise CertificateError(f"unsupported key type {key_description(key)} (EC or RSA only)")
+    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def key_matches(key: object, cert: x509.Certificate) -> bool:
@@ -276,15 +288,6 @@ def _general_names(names: list[str]) -> list[x509.GeneralName]:
     return entries
 
 
-def build_csr(key: PrivateKey, names: list[str]) -> x509.CertificateSigningRequest:
-    return (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .add_extension(x509.SubjectAlternativeName(_general_names(names)), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-
-
 def _leaf_builder(
     public: PublicKey, names: list[str], issuer: x509.Name, now: datetime.datetime, days: int
 ) -> x509.CertificateBuilder:
@@ -320,20 +323,22 @@ def self_signed(key: PrivateKey, names: list[str], now: datetime.datetime, days:
     return _leaf_builder(key.public_key(), names, name, now, days).sign(key, hashes.SHA256())
 
 
-def sign_csr(
-    csr: x509.CertificateSigningRequest,
+def issue(
+    public: PublicKey,
     ca_cert: x509.Certificate,
     ca_key: PrivateKey,
     names: list[str],
     now: datetime.datetime,
     days: int,
 ) -> x509.Certificate:
-    """A server certificate for the CSR's key, for ``names`` (the CSR's own names are not trusted)."""
-    if not csr.is_signature_valid:
-        raise CertificateError("the certificate signing request's signature is invalid")
-    public = csr.public_key()
+    """A server certificate for a host's public key and ``names``, signed by the CA.
+
+    No certificate signing request: the public key comes from the host that holds the private key
+    over the authenticated connection the controller manages it with, and the names from the
+    inventory, so a request's proof of possession and requested names would add nothing.
+    """
     if not isinstance(public, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
-        raise CertificateError("unsupported key type in the certificate signing request")
+        raise CertificateError(f"unsupported key type {key_description(public)} (EC or RSA only)")
     if not key_matches(ca_key, ca_cert):
         raise CertificateError("the CA key does not match the CA certificate")
     # Never issue beyond the CA's own validity.
