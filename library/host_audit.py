@@ -29,6 +29,54 @@ options:
     description: Probe listening TCP ports with a TLS handshake and report those that speak TLS.
     type: bool
     default: true
+  discover_platform:
+    description:
+      - Return C(platform), what discovery finds of the platform on the host (see RETURN). Checks
+        with C(paths_from) (for example C(paths_from=discovery.env_files)) run discovery whether
+        or not this is set; it runs at most once per call.
+    type: bool
+    default: false
+  discovery_roots:
+    description:
+      - Directories (absolute globs) the discovery sweep searches for stray files; replaces the
+        default C(/opt), C(/srv), C(/var/www), C(/usr/local), C(/home/*), C(/root).
+      - playbooks/scan.yml sets it from the inventory variable C(preaudit_discovery_roots).
+    type: list
+    elements: str
+  discovery_extra_paths:
+    description:
+      - Files and directories (absolute globs) added to what discovery finds; a directory is
+        searched like an application's directory, a file is classified by its name (an unknown
+        kind lands in C(other_files), still fetched). Inventory variable
+        C(preaudit_discovery_extra_paths).
+    type: list
+    elements: str
+    default: []
+  discovery_units:
+    description:
+      - systemd units read as the platform's even when a Debian package owns them (C(app) or
+        C(app.service)). Inventory variable C(preaudit_discovery_units).
+    type: list
+    elements: str
+    default: []
+  discovery_max_files:
+    description: Files the walks (applications' directories and the sweep) may examine in total
+      (C(preaudit_discovery_max_files)).
+    type: int
+    default: 20000
+  discovery_max_file_bytes:
+    description: A found file larger than this is named under C(sweep.skipped), not listed
+      (C(preaudit_discovery_max_file_bytes)).
+    type: int
+    default: 1048576
+  discovery_max_seconds:
+    description: Seconds the walks may take in total (C(preaudit_discovery_max_seconds)).
+    type: float
+    default: 10
+  discovery_max_depth:
+    description: Directory levels a walk descends below where it starts (C(preaudit_discovery_max_depth)).
+    type: int
+    default: 8
 author: preaudit
 """
 
@@ -40,12 +88,48 @@ EXAMPLES = r"""
 
 RETURN = r"""
 controls:
-  description: Map of control id to status, observed, expected, message and details.
+  description:
+    - Map of control id to status, observed, expected, message and details.
+    - A check with C(paths_from) also returns C(items), one result per discovered file (status,
+      observed, expected, message, details, path, source); the control's own status is the
+      worst of them (fail, error, pass, not_applicable), not_applicable when discovery found no
+      file (the message says where it looked).
   returned: always
   type: dict
 host:
   description: Host facts the scanners need (virtualisation, listening TLS ports).
   returned: always
+  type: dict
+platform:
+  description:
+    - What discovery found (module_utils/preaudit_discovery.py), schema version 1. Every item
+      has C(path) and C(source), where it came from, for example
+      C(systemd:app.service EnvironmentFile= /etc/systemd/system/app.service:7),
+      C(nginx -T /etc/nginx/sites-enabled/app:12) (C(nginx FILE:LINE) when the files were read
+      because nginx -T failed), C(compose:/srv/app/docker-compose.yml env_file),
+      C(sweep:/opt) or C(variable:preaudit_discovery_extra_paths). A path found by several
+      sources keeps the first. Paths are regular files that existed when discovery ran.
+    - C(version) 1.
+    - C(services) the systemd services that are not Debian's own, each with C(unit), C(path),
+      C(source), C(user), C(group), C(working_directory), C(environment_files) (paths as
+      configured), C(exec_paths), C(app_dirs).
+    - C(env_files) list of C(path), C(source), C(service) (unit or Compose service), C(user),
+      C(group) (the unit's User= and Group=).
+    - C(compose_files) list of C(path), C(source), C(project_dir), C(env_files), C(build_contexts).
+    - C(dockerfiles), C(requirements) (requirements*.txt, pyproject.toml), C(python_sources),
+      C(private_keys), C(certificates), C(other_files) lists of C(path), C(source).
+    - C(tls) one item per certificate of an nginx server that speaks TLS, with C(server_names),
+      C(listen), C(certificate), C(private_key), C(source).
+    - C(nginx) C(method) (C(nginx -T), C(files) when nginx -T failed, null without nginx),
+      C(error), C(servers) (C(server_names), C(listen), C(tls), C(certificates), C(private_keys),
+      C(roots), C(proxy_pass), C(source)).
+    - C(daemon_json) C(path) and C(source) of /etc/docker/daemon.json, or null.
+    - C(sweep) C(roots), C(bounds) (C(max_files), C(max_file_bytes), C(max_seconds),
+      C(max_depth)), C(truncated), C(hit) (the bounds that stopped a walk), C(incomplete) (where),
+      C(examined), C(seconds), C(files) (the stray files, with C(path), C(kind), C(source)),
+      C(skipped) (C(path), C(reason)).
+    - C(errors) list of messages (for example why nginx -T failed).
+  returned: when discover_platform is true
   type: dict
 """
 
@@ -64,6 +148,9 @@ import time
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.preaudit_discovery import ARGUMENT_SPEC as DISCOVERY_ARGUMENT_SPEC
+from ansible.module_utils.preaudit_discovery import Options as DiscoveryOptions
+from ansible.module_utils.preaudit_discovery import discover, discovered_items, looked_at
 
 PSEUDO_FS = frozenset(
     [
@@ -166,10 +253,15 @@ def not_applicable(observed, expected, message, **details):
 
 
 class Host(object):
-    """Lazily gathered, cached facts shared by the evaluators (one `sshd -T`, one tree walk)."""
+    """Lazily gathered, cached facts shared by the evaluators (one `sshd -T`, one tree walk, one
+    discovery of the platform)."""
 
-    def __init__(self):
+    def __init__(self, discovery=None):
         self._cache = {}
+        self.discovery = discovery or DiscoveryOptions()
+
+    def platform(self):
+        return self.cached("platform", lambda: discover("/", self.discovery))
 
     def cached(self, key, producer):
         if key not in self._cache:
@@ -784,8 +876,37 @@ def _holds(path, marker):
         return False
 
 
-def check_secret_files(_host, check, _ctx):
-    """Files matching ``patterns`` (full-path globs) under ``paths``: mode, owner and group; never their content."""
+def _searched_files(check):
+    """(path, stat) of the files matching ``patterns`` under ``paths``, not excluded."""
+    seen = set()
+    for root in check["paths"]:
+        if not os.path.isdir(root):
+            continue
+        for path, st in _walk_files(root, int(check.get("max_depth", 8))):
+            if path in seen or not any(fnmatch.fnmatchcase(path, p) for p in check["patterns"]):
+                continue
+            seen.add(path)
+            if not any(fnmatch.fnmatchcase(path, p) for p in check.get("exclude") or []):
+                yield path, st
+
+
+def _discovered_files(host, check):
+    """(path, stat) of the files discovery names for ``paths_from`` (they exist; links are not
+    judged, as in the search)."""
+    if not check.get("paths_from"):
+        return
+    for item in discovered_items(host.platform(), check["paths_from"]):
+        try:
+            st = os.lstat(item["path"])
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            yield item["path"], st
+
+
+def check_secret_files(host, check, _ctx):
+    """Files matching ``patterns`` (full-path globs) under ``paths``, plus those discovery names
+    for ``paths_from``: mode, owner and group; never their content."""
     allowed = int(str(check["mode"]), 8)
     groups = as_list(check.get("group")) if check.get("group") else []
     expected = {"mode": "%04o or stricter" % allowed}
@@ -795,21 +916,12 @@ def check_secret_files(_host, check, _ctx):
         expected["group"] = " or ".join(groups)
     observed = {}
     wrong = []
-    seen = set()
-    for root in check["paths"]:
-        if not os.path.isdir(root):
+    for path, st in list(_searched_files(check)) + list(_discovered_files(host, check)):
+        if path in observed or (check.get("contains") and not _holds(path, check["contains"])):
             continue
-        for path, st in _walk_files(root, int(check.get("max_depth", 8))):
-            if path in seen or not any(fnmatch.fnmatchcase(path, p) for p in check["patterns"]):
-                continue
-            seen.add(path)
-            if any(fnmatch.fnmatchcase(path, p) for p in check.get("exclude") or []):
-                continue
-            if check.get("contains") and not _holds(path, check["contains"]):
-                continue
-            observed[path], ok = _judge_file(st, allowed, check.get("owner"), groups)
-            if not ok:
-                wrong.append(path)
+        observed[path], ok = _judge_file(st, allowed, check.get("owner"), groups)
+        if not ok:
+            wrong.append(path)
     if not observed:
         return not_applicable("none found", expected, "no matching file", files=[], wrong=[])
     shown = dict((k, observed[k]) for k in sorted(observed)[:50])
@@ -857,15 +969,22 @@ def secret_weakness(value, spec, denylist):
     return None
 
 
-def check_env_secret_strength(_host, check, _ctx):
-    """Named secrets of an environment file: missing, empty, default or short. Reports names and reasons only."""
-    text = read_text(check["path"])
+def check_env_secret_strength(host, check, _ctx):
+    """Named secrets of an environment file (``path``), or of every environment file discovery
+    found (``paths_from``): missing, empty, default or short. Reports names and reasons only."""
+    if check.get("paths_from"):
+        return per_discovered_file(host, check, env_secret_strength, "environment file")
+    return env_secret_strength(check["path"], check)
+
+
+def env_secret_strength(path, check):
     keys = [k if isinstance(k, dict) else {"name": k} for k in check["keys"]]
     for spec in keys:
         spec.setdefault("min_length", check.get("min_length", 32))
     expected = dict((k["name"], ">= %s bytes, not a default value" % k["min_length"]) for k in keys)
+    text = read_text(path)
     if text is None:
-        return not_applicable("absent", expected, "%s does not exist" % check["path"], weak=[], missing=[])
+        return not_applicable("absent", expected, "%s does not exist" % path, weak=[], missing=[])
     values = parse_env(text)
     denylist = set(str(d).lower() for d in check.get("denylist") or [])
     observed = {}
@@ -881,9 +1000,50 @@ def check_env_secret_strength(_host, check, _ctx):
         observed[name] = ("weak: %s" % reason) if reason else "ok"
         if reason:
             weak.append(name)
-    bad = weak + missing
+    if check.get("missing_ok") and len(missing) == len(keys):
+        names = ", ".join(k["name"] for k in keys)
+        return not_applicable(observed, expected, "%s holds none of %s" % (path, names), weak=[], missing=missing)
+    bad = weak + ([] if check.get("missing_ok") else missing)
     message = ("weak or missing: " + ", ".join(bad)) if bad else ""
     return result(not bad, observed, expected, message, weak=weak, missing=missing)
+
+
+# Worst first: the control's status over its discovered files.
+ITEM_STATUS_ORDER = ("fail", "error", "pass", "not_applicable")
+
+
+def per_discovered_file(host, check, judge, what):
+    """``judge(path, check)`` for each file discovery names for ``paths_from``: the control's
+    result is the worst of them, with one result per file under ``items`` (path and source kept,
+    so each file is a finding of its own); not_applicable, saying where discovery looked, when
+    it found none."""
+    platform = host.platform()
+    items = discovered_items(platform, check["paths_from"])
+    if not items:
+        message = "discovery found no %s (looked at %s)" % (what, looked_at(platform))
+        return not_applicable("none found", {"paths_from": check["paths_from"]}, message, files=[])
+    outcomes = []
+    for item in items:
+        try:
+            outcome = judge(item["path"], check)
+        except CheckError as exc:
+            outcome = error(str(exc))
+        outcome.update(path=item["path"], source=item["source"])
+        outcome["details"] = dict(outcome.get("details") or {}, source=item["source"])
+        outcomes.append(outcome)
+    status = min((o["status"] for o in outcomes), key=ITEM_STATUS_ORDER.index)
+    messages = ["%s: %s" % (o["path"], o["message"]) for o in outcomes if o["status"] == status and o["message"]]
+    return {
+        "status": status,
+        "observed": dict((o["path"], o["observed"]) for o in outcomes),
+        "expected": outcomes[0]["expected"],
+        "message": "; ".join(messages),
+        "details": {
+            "files": [o["path"] for o in outcomes],
+            "sources": dict((o["path"], o["source"]) for o in outcomes),
+        },
+        "items": outcomes,
+    }
 
 
 EVALUATORS = {
@@ -918,6 +1078,10 @@ def evaluate(host, item):
     behaviour = item.get("container", "applies")
     if behaviour == "not_applicable" and host.container:
         return not_applicable(None, None, "does not apply inside a %s container" % host.container)
+    needs = check.get("applies_if_any")
+    if needs and not any(os.path.exists(path) for path in needs):
+        # What the check audits is not installed here (a host without Docker has no dockerd to watch).
+        return not_applicable(None, None, "none of %s exists on this host" % ", ".join(needs))
     evaluator = EVALUATORS.get(check.get("type"))
     if evaluator is None:
         return {
@@ -971,14 +1135,15 @@ def speaks_tls(port, timeout=1.0):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            checks=dict(type="list", elements="dict", required=True), discover_tls=dict(type="bool", default=True)
-        ),
-        supports_check_mode=True,
+    spec = dict(
+        checks=dict(type="list", elements="dict", required=True),
+        discover_tls=dict(type="bool", default=True),
+        discover_platform=dict(type="bool", default=False),
     )
+    spec.update(DISCOVERY_ARGUMENT_SPEC)
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     started = time.time()
-    host = Host()
+    host = Host(DiscoveryOptions.from_params(module.params))
     results = {}
     for item in module.params["checks"]:
         results[item["id"]] = evaluate(host, item)
@@ -995,8 +1160,9 @@ def main():
     }
     if module.params["discover_tls"]:
         facts["tls_ports"] = [p for p in facts["listening_tcp"] if p not in (22,) and speaks_tls(p)]
+    extra = {"platform": host.platform()} if module.params["discover_platform"] else {}
     facts["duration"] = round(time.time() - started, 3)
-    module.exit_json(changed=False, controls=results, host=facts)
+    module.exit_json(changed=False, controls=results, host=facts, **extra)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,22 @@ CONTAINER_BEHAVIOURS = frozenset({"applies", "persist_only", "not_applicable"})
 # variable asks for it (opt_in, e.g. user namespace remapping).
 ROLE_MODES = frozenset({"remediates", "reports", "opt_in"})
 
+# What a host check's ``paths_from`` may name: the lists of the host's discovery result
+# (module_utils/preaudit_discovery.py CATEGORIES; a unit test keeps the two identical).
+DISCOVERY_LISTS = frozenset(
+    f"discovery.{name}"
+    for name in (
+        "env_files",
+        "compose_files",
+        "dockerfiles",
+        "requirements",
+        "python_sources",
+        "private_keys",
+        "certificates",
+        "other_files",
+    )
+)
+
 OPS = frozenset(
     {"equals", "not_equals", "in", "not_in", "min", "max", "range", "subset", "excludes", "includes", "regex"}
 )
@@ -67,14 +83,16 @@ class CheckType:
     evaluator: str
     required: frozenset[str]
     optional: frozenset[str] = frozenset()
+    # Parameters of which exactly one must be given (a fixed path, or the files discovery found).
+    one_of: frozenset[str] = frozenset()
 
     @property
     def open_params(self) -> bool:
         return self.evaluator != "host"
 
 
-def _ct(evaluator: str, required: Iterable[str], optional: Iterable[str] = ()) -> CheckType:
-    return CheckType(evaluator, frozenset(required), frozenset(optional))
+def _ct(evaluator: str, required: Iterable[str], optional: Iterable[str] = (), one_of: Iterable[str] = ()) -> CheckType:
+    return CheckType(evaluator, frozenset(required), frozenset(optional) | frozenset(one_of), frozenset(one_of))
 
 
 # Host checks are evaluated on the target by library/host_audit.py (one call per host); a unit
@@ -98,8 +116,12 @@ CHECK_TYPES: dict[str, CheckType] = {
     "unowned_files": _ct("host", {"paths"}),
     "auditd_rule": _ct("host", {"keys"}),
     "nftables": _ct("host", {"rule"}),
-    "secret_files": _ct("host", {"paths", "patterns", "mode"}, {"owner", "group", "exclude", "contains", "max_depth"}),
-    "env_secret_strength": _ct("host", {"path", "keys"}, {"min_length", "denylist"}),
+    "secret_files": _ct(
+        "host", {"paths", "patterns", "mode"}, {"owner", "group", "exclude", "contains", "max_depth", "paths_from"}
+    ),
+    "env_secret_strength": _ct(
+        "host", {"keys"}, {"min_length", "denylist", "missing_ok"}, one_of={"path", "paths_from"}
+    ),
     "tls": _ct("tls", {"property"}, {"value"}),
     "secret": _ct("secrets", set(), {"kinds"}),
     "code": _ct("code", set(), {"min_severity"}),
@@ -260,6 +282,11 @@ def _validate_references(source: str, cid: str, refs: Any) -> dict[str, tuple[st
     return result
 
 
+# Parameters every host check type takes: applies_if_any (absolute paths) makes the check
+# not_applicable on a host where none of them exists (what it audits is not installed there).
+COMMON_CHECK_PARAMS = frozenset({"applies_if_any"})
+
+
 def _validate_check(source: str, cid: str, check: Any) -> dict[str, Any]:
     if not isinstance(check, dict) or "type" not in check:
         raise _fail(source, cid, "check must be a mapping with a 'type'")
@@ -267,7 +294,12 @@ def _validate_check(source: str, cid: str, check: Any) -> dict[str, Any]:
     spec = CHECK_TYPES.get(ctype)
     if spec is None:
         raise _fail(source, cid, f"unknown check type {ctype!r} (known: {', '.join(sorted(CHECK_TYPES))})")
-    params = set(check) - {"type"}
+    params = set(check) - {"type"} - COMMON_CHECK_PARAMS
+    needs = check.get("applies_if_any")
+    if needs is not None and (
+        not isinstance(needs, list) or not all(isinstance(p, str) and p.startswith("/") for p in needs)
+    ):
+        raise _fail(source, cid, "applies_if_any must be a list of absolute paths")
     missing = spec.required - params
     if missing:
         raise _fail(source, cid, f"check {ctype} is missing {', '.join(sorted(missing))}")
@@ -276,6 +308,11 @@ def _validate_check(source: str, cid: str, check: Any) -> dict[str, Any]:
         raise _fail(source, cid, f"check {ctype} has unknown parameter(s) {', '.join(sorted(unknown))}")
     if "op" in check and check["op"] not in OPS:
         raise _fail(source, cid, f"unknown op {check['op']!r} (known: {', '.join(sorted(OPS))})")
+    if spec.one_of and len(spec.one_of & params) != 1:
+        raise _fail(source, cid, f"check {ctype} needs exactly one of {', '.join(sorted(spec.one_of))}")
+    if "paths_from" in check and check["paths_from"] not in DISCOVERY_LISTS:
+        known = ", ".join(sorted(DISCOVERY_LISTS))
+        raise _fail(source, cid, f"paths_from {check['paths_from']!r} is not a discovery list (known: {known})")
     return dict(check)
 
 

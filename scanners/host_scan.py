@@ -3,7 +3,9 @@
 ``playbooks/scan.yml`` runs ``library/host_audit.py`` (every declarative host check of the
 catalog, one module call per host) and, when file scanners are selected,
 ``library/host_files.py`` (the host's configuration and secret-bearing files as one archive, one
-call per host), with ``strategy: free`` and the requested forks. ansible-runner hands every
+call per host), with ``strategy: free`` and the requested forks. Which files those are is found
+on the host itself (module_utils/preaudit_discovery.py: systemd units, nginx, Compose projects,
+a bounded sweep of the usual application roots); explicit globs add to it. ansible-runner hands every
 event to :func:`run_host_scan`'s handler as it happens, so each host's findings are emitted the
 moment that host's audit returns, and its files can be scanned while other hosts are still
 being audited. An unreachable host, or a host whose audit fails, is one SCAN-001 error finding
@@ -31,7 +33,7 @@ from typing import Any
 
 import ansible_runner
 
-from scanners.catalog import Catalog
+from scanners.catalog import Catalog, Control
 from scanners.errors import InputError
 from scanners.findings import Evidence, Finding, Resource, ResourceKind, Status
 from scanners.inventory import inventory_hosts, inventory_listing
@@ -42,15 +44,11 @@ SCANNER = "host"
 PLAYBOOK = "scan.yml"
 AUDIT_MODULE = "host_audit"
 FILES_MODULE = "host_files"
-# What the file scanners read on each host: the platform's tree (environment file, Dockerfile,
-# Compose files, requirements, code), the Docker daemon configuration and TLS keys and
-# certificates. Absolute globs; `**` crosses directories, hidden files match.
-DEFAULT_HOST_FILES: tuple[str, ...] = (
-    "/opt/montecarlo/**",
-    "/etc/docker/daemon.json",
-    "/etc/ssl/**/*.key",
-    "/etc/ssl/**/*.pem",
-)
+# What the file scanners read on each host besides what discovery names (environment files,
+# Compose files, Dockerfiles, requirements, the applications' code, /etc/docker/daemon.json, the
+# TLS keys and certificates nginx names, stray files of the sweep): nothing. Explicit absolute
+# globs (`--host-files`) add to it; `**` crosses directories, hidden files match.
+DEFAULT_HOST_FILES: tuple[str, ...] = ()
 _STATUS = {
     "pass": Status.PASS,
     "fail": Status.FAIL,
@@ -98,7 +96,8 @@ def load_inventory(inventory: Path, limit: str | None = None) -> list[InventoryH
 
 
 def audit_findings(catalog: Catalog, host: str, result: dict[str, Any]) -> list[Finding]:
-    """Findings from one host's host_audit result: one per host check of the catalog.
+    """Findings from one host's host_audit result: one per host check of the catalog, or, for a
+    check over discovered files (``paths_from``), one per file, naming where discovery found it.
 
     A control the module returned no result for is an error of that control (never a silent
     pass); ``not_applicable`` keeps the module's reason as evidence.
@@ -122,33 +121,45 @@ def audit_findings(catalog: Catalog, host: str, result: dict[str, Any]) -> list[
                 )
             )
             continue
-        status = _STATUS[str(raw["status"])]
-        message = str(raw.get("message") or "")
-        observed = raw.get("observed")
-        if observed is None and status in (Status.NOT_APPLICABLE, Status.ERROR) and message:
-            observed = message
-        details = dict(raw.get("details") or {})
-        findings.append(
-            control.finding(
-                status,
-                resource,
-                SCANNER,
-                evidence=Evidence(observed=observed, expected=raw.get("expected"), details=details),
-                message=message,
-            )
-        )
+        items = [i for i in raw.get("items") or [] if isinstance(i, dict) and i.get("status") in _STATUS]
+        if items:
+            findings += [_finding(control, _file_resource(host, item), item) for item in items]
+        else:
+            findings.append(_finding(control, resource, raw))
     return findings
+
+
+def _file_resource(host: str, item: dict[str, Any]) -> Resource:
+    return Resource(kind=ResourceKind.FILE, host=host, path=str(item.get("path")))
+
+
+def _finding(control: Control, resource: Resource, raw: dict[str, Any]) -> Finding:
+    status = _STATUS[str(raw["status"])]
+    message = str(raw.get("message") or "")
+    observed = raw.get("observed")
+    if observed is None and status in (Status.NOT_APPLICABLE, Status.ERROR) and message:
+        observed = message
+    details = dict(raw.get("details") or {})
+    return control.finding(
+        status,
+        resource,
+        SCANNER,
+        evidence=Evidence(observed=observed, expected=raw.get("expected"), details=details),
+        message=message,
+    )
 
 
 @dataclass(slots=True)
 class HostFiles:
-    """One host's collected files (result of library/host_files.py)."""
+    """One host's collected files (result of library/host_files.py) and the discovery that named
+    them (``platform``, schema in library/host_audit.py's RETURN; None without discovery)."""
 
     host: str
     archive: bytes
     files: list[dict[str, Any]]
     skipped: list[dict[str, Any]]
     unmatched: list[str]
+    platform: dict[str, Any] | None = None
 
     @classmethod
     def from_result(cls, host: str, result: dict[str, Any]) -> HostFiles:
@@ -162,11 +173,39 @@ class HostFiles:
             files=list(result.get("files") or []),
             skipped=list(result.get("not_collected") or []),
             unmatched=[str(p) for p in result.get("unmatched") or []],
+            platform=result["platform"] if isinstance(result.get("platform"), dict) else None,
         )
 
     def listing(self) -> dict[str, Any]:
-        """What was collected, without content: for the raw evidence directory."""
-        return {"host": self.host, "files": self.files, "skipped": self.skipped, "unmatched": self.unmatched}
+        """What was collected and where discovery found it, without content: for the raw evidence
+        directory."""
+        return {
+            "host": self.host,
+            "files": self.files,
+            "skipped": self.skipped,
+            "unmatched": self.unmatched,
+            "platform": self.platform,
+        }
+
+    def sources(self) -> dict[str, str]:
+        """Host path -> where discovery found the file, for the files it named."""
+        return {str(f["path"]): str(f["source"]) for f in self.files if f.get("source")}
+
+    def discovery_findings(self, catalog: Catalog, scanner: str) -> list[Finding]:
+        """An error finding when the discovery sweep stopped at a bound: stray files beyond it
+        were not looked for, and the report must not suggest that they were."""
+        sweep = (self.platform or {}).get("sweep") or {}
+        if not sweep.get("truncated"):
+            return []
+        bounds = sweep.get("bounds") or {}
+        hit = ", ".join(f"{name} ({bounds.get(name)})" for name in sweep.get("hit") or [])
+        where = ", ".join(sweep.get("incomplete") or []) or "the sweep roots"
+        raise_it = " or ".join(f"preaudit_discovery_{name}" for name in sweep.get("hit") or [])
+        message = (
+            f"{self.host}: discovery stopped at {hit} after {sweep.get('examined')} files: {where} not searched "
+            f"completely (raise the host's {raise_it}, or narrow preaudit_discovery_roots)"
+        )
+        return [error_finding(catalog, scanner, Resource(kind=ResourceKind.HOST, host=self.host), message)]
 
     def extract(self, directory: Path) -> None:
         """Unpack into ``directory`` (absolute paths become relative to it); refuses links and escapes."""
@@ -374,6 +413,7 @@ def run_host_scan(
     audit: bool = True,
     evaluate: bool = True,
     file_patterns: Iterable[str] = (),
+    discover_files: bool = False,
     discover_tls: bool = True,
     forks: int | None = None,
     connect_timeout: float = 10.0,
@@ -384,6 +424,8 @@ def run_host_scan(
 
     ``audit`` runs the host audit module; ``evaluate`` sends it the catalog's host checks and
     emits their findings (without it the module only reports host facts such as TLS ports).
+    ``discover_files`` collects the files discovery names on each host, ``file_patterns`` those
+    matching these absolute globs; either runs the file collection.
 
     ``private_dir`` is ansible-runner's private data directory; the caller creates it
     owner-only and removes it afterwards. Findings and results go to ``callbacks`` as each
@@ -393,14 +435,17 @@ def run_host_scan(
     relative = [p for p in patterns if not p.startswith("/")]
     if relative:
         raise InputError(f"host file patterns must be absolute paths: {', '.join(relative)}")
-    if not audit and not patterns:
+    collect = bool(patterns) or discover_files
+    if not audit and not collect:
         return HostScanResult(None, "nothing to do", {}, 0.0)
-    handler = _EventHandler(catalog, hosts, callbacks, audit=audit, evaluate=audit and evaluate, collect=bool(patterns))
+    handler = _EventHandler(catalog, hosts, callbacks, audit=audit, evaluate=audit and evaluate, collect=collect)
     stop = cancelled or threading.Event()
     extravars: dict[str, Any] = {
         "preaudit_audit": audit,
         "preaudit_host_checks": catalog.host_checks() if audit and evaluate else [],
         "preaudit_discover_tls": discover_tls,
+        "preaudit_discover_platform": discover_files,
+        "preaudit_collect_files": collect,
         "preaudit_host_files": patterns,
         "preaudit_task_timeout": int(task_timeout),
     }

@@ -394,13 +394,14 @@ class _Scan:
         if options.inventory is None or not options.hosts:
             return
         audit = self.wants("host") or self.wants("tls") or (options.docker_hosts and self.wants("containers"))
-        collect = [s for s in FILE_SCANNERS if self.wants(s)] and list(options.host_files)
+        collect = any(self.wants(s) for s in FILE_SCANNERS)
         if not audit and not collect:
             return
         fleet_resource = Resource(kind=ResourceKind.SCANNER)
-        self.pipeline.submit("fleet", "host", self._fleet(audit, list(collect or [])), fleet_resource)
+        patterns = list(options.host_files) if collect else []
+        self.pipeline.submit("fleet", "host", self._fleet(audit, collect, patterns), fleet_resource)
 
-    def _fleet(self, audit: bool, patterns: list[str]) -> JobFn:
+    def _fleet(self, audit: bool, discover_files: bool, patterns: list[str]) -> JobFn:
         options = self.options
         assert options.inventory is not None
         inventory = options.inventory
@@ -426,6 +427,7 @@ class _Scan:
                 audit=audit,
                 evaluate=self.wants("host"),
                 file_patterns=patterns,
+                discover_files=discover_files,
                 discover_tls=self.wants("tls"),
                 forks=options.forks,
                 connect_timeout=options.timeout,
@@ -470,7 +472,13 @@ class _Scan:
         self._write_raw(
             "host_audit",
             host.name,
-            {"host": host.name, "controls": result.get("controls"), "facts": facts, "timing": timing},
+            {
+                "host": host.name,
+                "controls": result.get("controls"),
+                "facts": facts,
+                "platform": result.get("platform"),
+                "timing": timing,
+            },
         )
         ports = [int(p) for p in facts.get("tls_ports") or []]
         if ports and self.wants("tls"):
@@ -520,16 +528,19 @@ class _Scan:
 
     def _scan_host_files(self, host: InventoryHost, files: HostFiles, scanners: list[str]) -> JobFn:
         def run(ctx: ScanContext) -> None:
-            for finding in files.skipped_findings(self.catalog, "host-files"):
+            for finding in files.skipped_findings(self.catalog, "host-files") + files.discovery_findings(
+                self.catalog, "host-files"
+            ):
                 ctx.emit(finding)
             copy = Path(tempfile.mkdtemp(prefix=f"files-{_safe_name(host.name)}-", dir=self.workdir))
+            sources = files.sources()
             try:
                 files.extract(copy)
                 roots = [ScanRoot(path=copy, host=host.name, display="/")]
                 for scanner in scanners:
                     self.pipeline.run_step(
                         JobKey(host.name, scanner),
-                        self._file_scanner(scanner, roots),
+                        _with_sources(self._file_scanner(scanner, roots), sources),
                         Resource(ResourceKind.HOST, host=host.name),
                     )
             finally:
@@ -546,6 +557,7 @@ class _Scan:
             targets["inventory"] = str(options.inventory)
             targets["hosts"] = [h.name for h in options.hosts]
             targets["host_files"] = list(options.host_files)
+            targets["host_discovery"] = any(self.wants(s) for s in FILE_SCANNERS)
             targets["docker_hosts"] = options.docker_hosts
         if options.code:
             targets["code"] = [str(p) for p in options.code]
@@ -556,6 +568,29 @@ class _Scan:
         if options.docker:
             targets["docker"] = list(options.docker)
         return targets
+
+
+def with_source(finding: Finding, sources: dict[str, str]) -> Finding:
+    """``finding`` with ``evidence.details.source`` saying where discovery found its file."""
+    source = sources.get(finding.resource.path or "")
+    if source is None or "source" in finding.evidence.details:
+        return finding
+    evidence = dataclasses.replace(finding.evidence, details={**finding.evidence.details, "source": source})
+    return dataclasses.replace(finding, evidence=evidence)
+
+
+def _with_sources(fn: JobFn, sources: dict[str, str]) -> JobFn:
+    """``fn`` run with a context whose findings name where discovery found their files."""
+    if not sources:
+        return fn
+
+    def run(ctx: ScanContext) -> object:
+        def emit(finding: Finding) -> None:
+            ctx.emit(with_source(finding, sources))
+
+        return fn(ScanContext(ctx.catalog, emit=emit, progress=ctx.progress, cancelled=ctx.cancelled))
+
+    return run
 
 
 @contextlib.contextmanager

@@ -75,8 +75,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         nargs="+",
         action="extend",
         metavar="GLOB",
-        help=f"absolute globs of the files fetched from each host for the file scanners "
-        f"(default: {' '.join(DEFAULT_HOST_FILES)})",
+        help="absolute globs of files fetched from each host for the file scanners, besides the files "
+        "discovery finds there (systemd units, nginx, Compose projects, a sweep of the usual application roots)",
     )
 
     how = scan.add_argument_group("how")
@@ -194,7 +194,7 @@ def build_options(args: argparse.Namespace) -> ScanOptions:
         raise InputError("--docker-hosts needs --inventory")
     if args.limit and args.inventory is None:
         raise InputError("--limit needs --inventory")
-    host_files = tuple(args.host_files) if args.host_files else DEFAULT_HOST_FILES
+    host_files = (*DEFAULT_HOST_FILES, *(args.host_files or ()))
     relative = [p for p in host_files if not p.startswith("/")]
     if relative:
         raise InputError(f"--host-files must be absolute globs: {', '.join(relative)}")

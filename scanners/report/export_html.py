@@ -25,7 +25,7 @@ from scanners.report.charts import SEVERITY_COLOURS, STATUS_COLOURS, StackRow, b
 from scanners.report.diff import Change
 from scanners.report.model import Report
 from scanners.report.readiness import WEIGHTS
-from scanners.report.text import frameworks_of, host_of, references_text, rule_id, value_text
+from scanners.report.text import frameworks_of, host_of, references_text, rule_id, source_of, value_text
 
 TEMPLATES = Path(__file__).with_name("templates")
 _SEVERITIES = [s.value for s in sorted(Severity, key=lambda s: -s.rank)]
@@ -84,6 +84,7 @@ def _finding_view(report: Report, f: Finding) -> dict[str, Any]:
         "rule": rule_id(f),
         "title": f.title,
         "resource": f.resource.label(),
+        "source": source_of(f),
         "host": host_of(f),
         "frameworks": " ".join(frameworks_of(f)),
         "scanner": f.scanner,

@@ -24,6 +24,12 @@ def host_of(finding: Finding) -> str:
     return finding.resource.host or NO_HOST
 
 
+def source_of(finding: Finding) -> str:
+    """Where host discovery found the finding's file (``evidence.details.source``), or ""."""
+    source = finding.evidence.details.get("source")
+    return source if isinstance(source, str) else ""
+
+
 def frameworks_of(finding: Finding) -> list[str]:
     """The readiness frameworks a finding counts towards."""
     return [k for k in READINESS_FRAMEWORKS if finding.references.get(k)]

@@ -133,7 +133,7 @@ def test_weak_secrets_are_replaced_and_the_host_audit_agrees(lab: Lab, converged
             "SEC-004": "not_applicable",
             "SEC-005": "not_applicable",
         }
-        verdicts = audit["SEC-003"]["observed"]
+        verdicts = audit["SEC-003"]["observed"][ENV_FILE]  # per discovered environment file
         assert set(verdicts) == {"JWT_SECRET", "API_KEY", "DATABASE_URL"} and set(verdicts.values()) == {"ok"}
 
 
@@ -268,7 +268,7 @@ def fresh_secrets(lab: Lab) -> Iterator[FreshSecrets]:
 def test_the_planted_host_fails_every_secrets_control(fresh_secrets: FreshSecrets) -> None:
     statuses = {cid: r["status"] for cid, r in fresh_secrets.planted_audit.items()}
     assert statuses == {"SEC-001": "fail", "SEC-002": "fail", "SEC-003": "fail", "SEC-004": "fail", "SEC-005": "fail"}
-    assert fresh_secrets.planted_audit["SEC-003"]["observed"]["JWT_SECRET"].startswith("weak: ")
+    assert fresh_secrets.planted_audit["SEC-003"]["observed"][ENV_FILE]["JWT_SECRET"].startswith("weak: ")
     assert all(mode.startswith("0644 ") for mode in fresh_secrets.planted_modes.values())
 
 

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from scanners.catalog import CHECK_TYPES, FRAMEWORKS, default_catalog, load_catalog
+from scanners.catalog import CHECK_TYPES, DISCOVERY_LISTS, FRAMEWORKS, default_catalog, load_catalog
 from scanners.errors import InputError
+from tests.unit.module_loader import module_utils
 
 GOOD: dict[str, Any] = {
     "id": "TST-001",
@@ -63,6 +64,22 @@ def test_digest_changes_when_a_control_changes(tmp_path: Path) -> None:
         ({**GOOD, "id": "bad id"}, "invalid or missing control id 'bad id'"),
         ({**GOOD, "role": "magic_hardening"}, "unknown role 'magic_hardening'"),
         ({**GOOD, "title": ""}, "title must be a non-empty string"),
+        (
+            {**GOOD, "check": {"type": "env_secret_strength", "keys": ["A"]}},
+            "check env_secret_strength needs exactly one of path, paths_from",
+        ),
+        (
+            {**GOOD, "check": {"type": "env_secret_strength", "keys": ["A"], "path": "/x", "paths_from": "y"}},
+            "check env_secret_strength needs exactly one of path, paths_from",
+        ),
+        (
+            {**GOOD, "check": {"type": "env_secret_strength", "keys": ["A"], "paths_from": "discovery.everything"}},
+            "paths_from 'discovery.everything' is not a discovery list",
+        ),
+        (
+            {**GOOD, "check": {"type": "auditd_rule", "keys": ["docker"], "applies_if_any": ["dockerd"]}},
+            "applies_if_any must be a list of absolute paths",
+        ),
     ],
 )
 def test_invalid_controls_name_file_and_control(tmp_path: Path, control: dict[str, object], message: str) -> None:
@@ -102,3 +119,8 @@ def test_host_checks_payload_carries_ids_and_checks() -> None:
     payload = default_catalog().host_checks()
     assert payload and all(CHECK_TYPES[item["check"]["type"]].evaluator == "host" for item in payload)
     assert {"id", "check", "container"} == set(payload[0])
+
+
+def test_paths_from_names_exactly_the_lists_discovery_returns() -> None:
+    discovery = module_utils("preaudit_discovery")
+    assert {f"discovery.{name}" for name in discovery.CATEGORIES} == DISCOVERY_LISTS

@@ -13,7 +13,7 @@ import pytest
 from scanners.catalog import CHECK_TYPES, default_catalog
 from tests.unit.module_loader import library
 
-AUDIT = library("host_audit")
+AUDIT = library("host_audit", uses=("preaudit_discovery",))
 HOST = AUDIT.Host()
 
 
@@ -142,6 +142,76 @@ def test_env_secret_strength_missing_keys_url_passwords_and_absent_files(tmp_pat
     assert _strength(tmp_path / "absent.env")["status"] == "not_applicable"
 
 
+def _discovered(env_files: list[Path]) -> Any:
+    """A host whose discovery found these environment files (as a service's unit named them)."""
+    host = AUDIT.Host()
+    host._cache["platform"] = {
+        "env_files": [
+            {"path": str(p), "source": f"systemd:app.service EnvironmentFile= /u:{i}"} for i, p in enumerate(env_files)
+        ],
+        "services": [],
+        "compose_files": [],
+        "sweep": {"roots": ["/opt", "/srv"], "truncated": False},
+        "nginx": {"method": None},
+    }
+    return host
+
+
+def _catalog_check(control_id: str) -> dict[str, Any]:
+    return {"id": control_id, "check": dict(default_catalog().get(control_id).check)}
+
+
+def test_sec_003_judges_every_discovered_env_file_as_its_own_item(tmp_path: Path) -> None:
+    good = tmp_path / "srv" / "app" / ".env"
+    good.parent.mkdir(parents=True)
+    good.write_text(f"JWT_SECRET={CANARY}\nAPI_KEY={CANARY}\nDATABASE_URL=postgresql://app:{CANARY}@db/x\n")
+    passed = AUDIT.evaluate(_discovered([good]), _catalog_check("SEC-003"))
+    assert passed["status"] == "pass"
+    [item] = passed["items"]
+    assert (item["status"], item["path"], item["source"]) == (
+        "pass",
+        str(good),
+        "systemd:app.service EnvironmentFile= /u:0",
+    )
+    assert item["details"]["source"] == item["source"]
+
+    weak = tmp_path / "home" / "old" / ".env"
+    weak.parent.mkdir(parents=True)
+    weak.write_text("JWT_SECRET=changeme\n")
+    failed = AUDIT.evaluate(_discovered([good, weak]), _catalog_check("SEC-003"))
+    assert failed["status"] == "fail"
+    assert [(i["path"], i["status"]) for i in failed["items"]] == [(str(good), "pass"), (str(weak), "fail")]
+    assert failed["message"] == f"{weak}: weak or missing: JWT_SECRET"
+    # Keys a discovered file does not hold are named, not failed: the file may be another service's.
+    assert failed["items"][1]["details"]["missing"] == ["API_KEY", "DATABASE_URL"]
+    assert "changeme" not in json.dumps(failed)
+
+
+def test_sec_003_is_not_applicable_without_env_files_and_says_where_discovery_looked(tmp_path: Path) -> None:
+    result = AUDIT.evaluate(_discovered([]), _catalog_check("SEC-003"))
+    assert result["status"] == "not_applicable"
+    assert result["message"].startswith("discovery found no environment file (looked at 0 systemd service(s)")
+    assert "a sweep of /opt, /srv" in result["message"]
+    assert "items" not in result
+
+    unrelated = tmp_path / "other.env"
+    unrelated.write_text("LOG_LEVEL=debug\n")
+    result = AUDIT.evaluate(_discovered([unrelated]), _catalog_check("SEC-003"))
+    assert result["status"] == "not_applicable"
+    assert result["items"][0]["message"] == f"{unrelated} holds none of JWT_SECRET, API_KEY, DATABASE_URL"
+
+
+def test_secret_files_also_judges_the_files_discovery_found(tmp_path: Path) -> None:
+    stray = tmp_path / "home" / "legacy" / ".env"
+    stray.parent.mkdir(parents=True)
+    stray.write_text("A=1\n")
+    stray.chmod(0o644)
+    check = dict(default_catalog().get("SEC-001").check, paths=[str(tmp_path / "opt")])
+    result = AUDIT.evaluate(_discovered([stray]), {"id": "SEC-001", "check": check})
+    assert result["status"] == "fail"
+    assert result["details"]["wrong"] == [str(stray)]
+
+
 def test_the_catalogs_secret_checks_are_host_checks() -> None:
     catalog = default_catalog()
     for control_id in ("SEC-001", "SEC-002", "SEC-003", "SEC-004", "SEC-005"):
@@ -167,3 +237,15 @@ def test_without_net_admin_the_firewall_check_is_not_applicable_and_says_why(mon
     result = AUDIT.evaluate(host, {"id": "OS-FW-002", "check": {"type": "nftables", "rule": "input_policy_drop"}})
     assert result["status"] == "not_applicable"
     assert "docker container has no CAP_NET_ADMIN" in result["message"]
+
+
+def test_a_check_of_something_not_installed_is_not_applicable(tmp_path: Path) -> None:
+    # CTR-D-011 watches dockerd with audit rules: a host without Docker has nothing to watch.
+    absent = str(tmp_path / "usr" / "bin" / "dockerd")
+    check = {"type": "auditd_rule", "keys": ["docker"], "applies_if_any": [absent]}
+    result = AUDIT.evaluate(HOST, {"id": "CTR-D-011", "check": check})
+    assert (result["status"], result["message"]) == ("not_applicable", f"none of {absent} exists on this host")
+    (tmp_path / "usr" / "bin").mkdir(parents=True)
+    (tmp_path / "usr" / "bin" / "dockerd").touch()
+    assert AUDIT.evaluate(HOST, {"id": "CTR-D-011", "check": check})["status"] != "not_applicable"
+    assert "applies_if_any" in default_catalog().get("CTR-D-011").check

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
 import io
 import json
 import os
@@ -17,7 +16,7 @@ import pytest
 
 from scanners.catalog import default_catalog
 from scanners.errors import InputError
-from scanners.findings import Finding, ResourceKind, Status
+from scanners.findings import Finding, Resource, ResourceKind, Status
 from scanners.host_scan import (
     HostCallbacks,
     HostFiles,
@@ -26,22 +25,15 @@ from scanners.host_scan import (
     audit_findings,
     load_inventory,
 )
-from scanners.scanning import TlsEndpoint
+from scanners.pipeline import with_source
+from scanners.scanning import TlsEndpoint, error_finding
+from tests.unit.module_loader import library
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDED = ROOT / "tests" / "data" / "host_audit" / "unhardened-lab-host.json"
 
 
-def _load_module(name: str) -> Any:
-    """A target-side module from library/, imported as Ansible would run it (its code is not typed)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "library" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-host_files = _load_module("host_files")
+host_files = library("host_files", uses=("preaudit_discovery",))
 
 
 def recorded() -> dict[str, Any]:
@@ -89,6 +81,36 @@ def test_not_applicable_keeps_the_reason_as_evidence_and_errors_stay_errors_of_t
     )
     del result["controls"]["SSH-003"]
     assert {f.control_id: f for f in audit_findings(default_catalog(), "h", result)}["SSH-003"].status is Status.ERROR
+
+
+def test_a_check_over_discovered_files_gives_one_finding_per_file_naming_its_source() -> None:
+    result = copy.deepcopy(recorded())
+    item = {
+        "status": "fail",
+        "observed": {"JWT_SECRET": "weak: a known default value"},  # pragma: allowlist secret
+        "expected": {"JWT_SECRET": ">= 32 bytes, not a default value"},
+        "message": "weak or missing: JWT_SECRET",
+        "details": {"source": "systemd:simsvc.service EnvironmentFile= /etc/systemd/system/simsvc.service:10"},
+        "path": "/srv/simsvc/.env",
+        "source": "systemd:simsvc.service EnvironmentFile= /etc/systemd/system/simsvc.service:10",
+    }
+    stray = dict(item, path="/home/legacy/old-deploy/.env", source="sweep:/home/legacy", details={})
+    result["controls"]["SEC-003"] = {"status": "fail", "observed": {}, "expected": {}, "items": [item, stray]}
+    findings = [f for f in audit_findings(default_catalog(), "sim-1", result) if f.control_id == "SEC-003"]
+    assert [(f.resource.kind, f.resource.path, f.status) for f in findings] == [
+        (ResourceKind.FILE, "/srv/simsvc/.env", Status.FAIL),
+        (ResourceKind.FILE, "/home/legacy/old-deploy/.env", Status.FAIL),
+    ]
+    assert findings[0].evidence.details["source"] == item["source"]
+    assert findings[0].fingerprint != findings[1].fingerprint
+
+    result["controls"]["SEC-003"] = {"status": "not_applicable", "message": "discovery found no environment file"}
+    [na] = [f for f in audit_findings(default_catalog(), "sim-1", result) if f.control_id == "SEC-003"]
+    assert (na.resource.kind, na.status, na.evidence.observed) == (
+        ResourceKind.HOST,
+        Status.NOT_APPLICABLE,
+        "discovery found no environment file",
+    )
 
 
 def test_a_result_without_controls_is_refused() -> None:
@@ -259,6 +281,59 @@ def test_collection_module_matches_hidden_files_across_directories_and_never_fol
     _, files, not_collected, _ = host_files.collect([f"{tree}/**"], 1024, 1 << 20, max_files=1)
     assert len(files) == 1
     assert any(item["reason"] == "over the limit of 1 files" for item in not_collected)
+
+
+def test_collection_module_fetches_what_discovery_names_with_its_source(tmp_path: Path) -> None:
+    env = tmp_path / "srv" / ".env"
+    env.parent.mkdir()
+    env.write_text("A=1\n")
+    extra = tmp_path / "etc" / "x.conf"
+    extra.parent.mkdir()
+    extra.write_text("x\n")
+    named = [(str(env), "systemd:app.service EnvironmentFile= /u:3"), (str(tmp_path / "gone.env"), "sweep:/srv")]
+    _, files, not_collected, unmatched = host_files.collect([str(extra), str(env)], 1024, 1 << 20, 10, named=named)
+    assert [(f["path"], f.get("source")) for f in files] == [
+        (str(env), "systemd:app.service EnvironmentFile= /u:3"),
+        (str(extra), None),
+    ]
+    assert not_collected == [] and unmatched == []
+
+
+def test_discovered_files_keep_their_source_and_a_truncated_sweep_is_an_error() -> None:
+    platform = {
+        "sweep": {
+            "truncated": True,
+            "hit": ["max_files"],
+            "incomplete": ["/usr/local"],
+            "examined": 20000,
+            "bounds": {"max_files": 20000},
+        }
+    }
+    files = HostFiles.from_result(
+        "sim-1",
+        {
+            "archive": _archive({"srv/app/.env": b"A=1\n"}),
+            "files": [{"path": "/srv/app/.env", "source": "sweep:/srv"}, {"path": "/etc/x.conf"}],
+            "platform": platform,
+        },
+    )
+    assert files.sources() == {"/srv/app/.env": "sweep:/srv"}
+    assert files.listing()["platform"] == platform
+    [error] = files.discovery_findings(default_catalog(), "host-files")
+    assert (error.control_id, error.status, error.resource.host) == ("SCAN-001", Status.ERROR, "sim-1")
+    assert error.message == (
+        "sim-1: discovery stopped at max_files (20000) after 20000 files: /usr/local not searched completely "
+        "(raise the host's preaudit_discovery_max_files, or narrow preaudit_discovery_roots)"
+    )
+    platform["sweep"]["truncated"] = False
+    assert files.discovery_findings(default_catalog(), "host-files") == []
+
+    secret = error_finding(default_catalog(), "secrets", Resource(ResourceKind.FILE, "sim-1", "/srv/app/.env"), "x")
+    annotated = with_source(secret, files.sources())
+    assert annotated.evidence.details["source"] == "sweep:/srv"
+    assert annotated.fingerprint == secret.fingerprint
+    elsewhere = error_finding(default_catalog(), "secrets", Resource(ResourceKind.FILE, "sim-1", "/etc/x.conf"), "x")
+    assert with_source(elsewhere, files.sources()) is elsewhere
 
 
 def test_glob_translation() -> None:

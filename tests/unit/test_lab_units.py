@@ -239,12 +239,13 @@ def test_a_state_written_before_variants_loads_its_hosts_as_lab_hosts_of_its_ima
     from scanners.lab.fleet import LabState
 
     state = tmp_path / "state.json"
+    image_hash = "04fb0e36a90b5aaf"  # pragma: allowlist secret (a recipe hash)
     state.write_text(
-        '{"version": 1, "image": "04fb0e36a90b5aaf", "prefix": "sim", "hosts": {"sim-1": {"name": "sim-1",'
+        f'{{"version": 1, "image": "{image_hash}", "prefix": "sim", "hosts": {{"sim-1": {{"name": "sim-1",'
         ' "slot": 1, "ssh_port": 2201, "https_port": 4431, "root": "/x/sim-1/root", "platform": "lxc"}}}'
     )
     host = LabState.load(state).hosts["sim-1"]
-    assert (host.variant, host.image, host.platform) == ("lab", "04fb0e36a90b5aaf", "lxc")
+    assert (host.variant, host.image, host.platform) == ("lab", image_hash, "lxc")
 
 
 def test_host_i_gets_the_i_th_variant_and_platform_in_turn() -> None:

@@ -68,6 +68,17 @@ def test_everything_from_findings_is_escaped(report: Report) -> None:
     assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
 
 
+def test_a_discovered_files_finding_says_where_discovery_found_it(report: Report) -> None:
+    first = report.findings[0]
+    source = "systemd:app.service EnvironmentFile= /etc/systemd/system/app.service:7"
+    evidence = dataclasses.replace(first.evidence, details={**first.evidence.details, "source": source})
+    found = dataclasses.replace(first, resource=Resource(ResourceKind.FILE, host="sim-1", path="/srv/app/.env"))
+    found = dataclasses.replace(found, evidence=evidence)
+    html = render_html(dataclasses.replace(report, findings=(found, *report.findings[1:])))
+    assert f'<td>sim-1:/srv/app/.env<br><span class="muted source">found via {source}</span></td>' in html
+    assert html.count("found via") == 1
+
+
 def test_the_header_names_the_vulnerability_database_snapshot(report: Report) -> None:
     assert "Vulnerability database" not in render_html(report)  # a scan without the dependency scanner
     snapshot = {
