@@ -1,4 +1,5 @@
-"""Benchmark: converge and re-run of the hardening playbook on 1, 3 and 8 fresh lab hosts.
+"""Benchmark: converge and re-run of the hardening playbook on 1, 3 and 8 fresh lab hosts, of each
+host variant asked for (``--variants lab,minimal``: the lab image, a minimal Debian host).
 
 For each fleet size N: give hosts 1..N a fresh disk (``lab reset``), time ``preaudit harden``'s
 run of ``site.yml`` on them (the *converge*), then time it again (the *re-run*, which should
@@ -16,7 +17,9 @@ machine, not by Ansible; other users' load counts too.
 The benchmark resets hosts, so it runs only in a lab of its own (never the default one):
 
     sudo PREAUDIT_LAB_DIR=/var/tmp/lab-bench PREAUDIT_LAB_PREFIX=bench \\
-        .venv/bin/python bench/converge.py [--sizes 1,3,8] [--repeat 1] [--keep] [--json OUT]
+        .venv/bin/python bench/converge.py [--sizes 1,3,8] [--variants lab,minimal] [--repeat 3] [--keep] [--json OUT]
+
+Each figure reported is the median of the rounds (``--repeat``), never the best one.
 
 It boots the hosts it needs (``lab up``) and, unless ``--keep``, removes them at the end if it
 booted them. ``forks`` comes from ansible.cfg (25), above the largest fleet size.
@@ -48,6 +51,7 @@ TARGET_SCALE = 3.0
 
 @dataclass
 class Measurement:
+    variant: str
     hosts: int
     kind: str
     seconds: float
@@ -65,8 +69,10 @@ class Results:
     measurements: list[Measurement] = field(default_factory=list)
     profile: list[dict[str, Any]] = field(default_factory=list)
 
-    def best(self, hosts: int, kind: str) -> float:
-        return min(m.seconds for m in self.measurements if m.hosts == hosts and m.kind == kind)
+    def median(self, variant: str, hosts: int, kind: str) -> float:
+        return statistics.median(
+            m.seconds for m in self.measurements if (m.variant, m.hosts, m.kind) == (variant, hosts, kind)
+        )
 
 
 def load1() -> float:
@@ -87,7 +93,9 @@ def settings_from_env() -> LabSettings:
     return LabSettings.isolated(lab_dir, os.environ.get("PREAUDIT_LAB_PREFIX", DEFAULT_PREFIX))
 
 
-def timed_run(fleet: Fleet, names: list[str], kind: str, work: Path) -> tuple[Measurement, EventCollector]:
+def timed_run(
+    fleet: Fleet, variant: str, names: list[str], kind: str, work: Path
+) -> tuple[Measurement, EventCollector]:
     options = HardenOptions(inventory=fleet.settings.inventory, limit=",".join(names))
     run_dir = work / f"{time.strftime('%H%M%S')}-{len(names)}-{kind}-{time.monotonic_ns()}"
     before = load1()
@@ -103,11 +111,21 @@ def timed_run(fleet: Fleet, names: list[str], kind: str, work: Path) -> tuple[Me
     controller_cpu = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
     changed = sum(h["changed"] for h in run.summary["hosts"].values())
     measurement = Measurement(
-        len(names), kind, seconds, changed, run.exit_code, before, load1(), cpu_busy, controller_cpu, str(run_dir)
+        variant,
+        len(names),
+        kind,
+        seconds,
+        changed,
+        run.exit_code,
+        before,
+        load1(),
+        cpu_busy,
+        controller_cpu,
+        str(run_dir),
     )
     note = "" if run.exit_code == 0 else f"  EXIT {run.exit_code}: {run.summary['result']}"
     print(
-        f"  {len(names)} host(s) {kind:<8} {seconds:7.2f} s  changed tasks {changed:4d}  "
+        f"  {variant:<8} {len(names)} host(s) {kind:<8} {seconds:7.2f} s  changed tasks {changed:4d}  "
         f"load {before:.2f} -> {measurement.load_after:.2f}  cpus busy {cpu_busy:4.0%}  "
         f"controller cpu {controller_cpu:5.1f} s{note}",
         flush=True,
@@ -126,11 +144,15 @@ def profile(collector: EventCollector, top: int = 12) -> list[dict[str, Any]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1,3,8", help="fleet sizes (default 1,3,8)")
-    parser.add_argument("--repeat", type=int, default=1, help="measure each size this many times (best is kept)")
+    parser.add_argument("--variants", default="lab", help="lab host variants, each measured in turn (default lab)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="measure each size this many times (the median is reported)"
+    )
     parser.add_argument("--keep", action="store_true", help="leave the hosts running at the end")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     args = parser.parse_args()
     sizes = sorted({int(s) for s in args.sizes.split(",")})
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if os.geteuid() != 0:
         raise SystemExit("bench: the lab needs root")
     settings = settings_from_env()
@@ -140,63 +162,76 @@ def main() -> int:
     # `up N` keeps exactly N hosts: never shrink a lab that has more.
     count = max(max(sizes), running)
     print(f"lab: {settings.lab_dir} prefix {settings.prefix}; {count} host(s)", flush=True)
-    fleet.up(count)
     names = [f"{settings.prefix}-{i}" for i in range(1, max(sizes) + 1)]
     work = settings.lab_dir / "bench-runs"
     results = Results()
     print(f"cpus {os.cpu_count()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     try:
-        for round_no in range(1, args.repeat + 1):
-            print(f"round {round_no}", flush=True)
-            for size in sizes:
-                subset = names[:size]
-                for name in subset:
-                    fleet.reset_host(name)
-                fresh, collector = timed_run(fleet, subset, "converge", work)
-                rerun, _ = timed_run(fleet, subset, "re-run", work)
-                results.measurements += [fresh, rerun]
-                if size == max(sizes):
-                    results.profile = profile(collector)
+        for variant in variants:
+            fleet.up(count, variants=[variant])
+            for round_no in range(1, args.repeat + 1):
+                print(f"{variant}: round {round_no}", flush=True)
+                for size in sizes:
+                    subset = names[:size]
+                    for name in subset:
+                        fleet.reset_host(name)
+                    fresh, collector = timed_run(fleet, variant, subset, "converge", work)
+                    rerun, _ = timed_run(fleet, variant, subset, "re-run", work)
+                    results.measurements += [fresh, rerun]
+                    if size == max(sizes) and variant == variants[0]:
+                        results.profile = profile(collector)
     finally:
         if booted_here and not args.keep:
             fleet.down()
-    report(results, sizes)
+    for variant in variants:
+        report(results, variant, sizes)
+    print_profile(results, max(sizes))
     if args.json:
         args.json.write_text(json.dumps({"measurements": [asdict(m) for m in results.measurements],
                                          "profile": results.profile}, indent=2))  # fmt: skip
     return 0 if all(m.exit_code == 0 for m in results.measurements) else 1
 
 
-def report(results: Results, sizes: list[int]) -> None:
+def report(results: Results, variant: str, sizes: list[int]) -> None:
     one = sizes[0]
-    print("\nbest of the rounds:")
+    print(f"\n{variant}: median of the rounds:")
     print(f"  {'hosts':>5} {'converge':>9} {'re-run':>8} {'converge/1':>11} {'re-run/1':>9}")
     for size in sizes:
-        fresh, rerun = results.best(size, "converge"), results.best(size, "re-run")
+        fresh, rerun = results.median(variant, size, "converge"), results.median(variant, size, "re-run")
         print(
-            f"  {size:>5} {fresh:8.2f}s {rerun:7.2f}s {fresh / results.best(one, 'converge'):10.2f}x "
-            f"{rerun / results.best(one, 're-run'):8.2f}x"
+            f"  {size:>5} {fresh:8.2f}s {rerun:7.2f}s {fresh / results.median(variant, one, 'converge'):10.2f}x "
+            f"{rerun / results.median(variant, one, 're-run'):8.2f}x"
         )
-    loads = [m.load_before for m in results.measurements]
+    mine = [m for m in results.measurements if m.variant == variant]
+    loads = [m.load_before for m in mine]
     print(
         f"  load average (1 min) at the start of the runs: median {statistics.median(loads):.2f}, max {max(loads):.2f}"
     )
     if one == 1:
-        fresh1, rerun1 = results.best(1, "converge"), results.best(1, "re-run")
-        print(f"one host: converge {fresh1:.1f} s (target < {TARGET_FRESH:.0f} s), re-run {rerun1:.1f} s "
+        fresh1, rerun1 = results.median(variant, 1, "converge"), results.median(variant, 1, "re-run")
+        print(f"  one host: converge {fresh1:.1f} s (target < {TARGET_FRESH:.0f} s), re-run {rerun1:.1f} s "
               f"(target < {TARGET_RERUN:.0f} s)")  # fmt: skip
         big = max(sizes)
         if big > 1:
             print(
-                f"{big} hosts / 1 host: converge {results.best(big, 'converge') / fresh1:.2f}x, "
-                f"re-run {results.best(big, 're-run') / rerun1:.2f}x (target < {TARGET_SCALE:.0f}x)"
+                f"  {big} hosts / 1 host: converge {results.median(variant, big, 'converge') / fresh1:.2f}x, "
+                f"re-run {results.median(variant, big, 're-run') / rerun1:.2f}x (target < {TARGET_SCALE:.0f}x)"
             )
-    unchanged = [m for m in results.measurements if m.kind == "re-run" and m.changed]
+    unchanged = [m for m in mine if m.kind == "re-run" and m.changed]
     if unchanged:
-        print("re-runs that still changed something (not idempotent): " + ", ".join(
+        print("  re-runs that still changed something (not idempotent): " + ", ".join(
             f"{m.hosts} host(s): {m.changed} task(s)" for m in unchanged))  # fmt: skip
+    failed = [m for m in mine if m.exit_code != 0]
+    if failed:
+        print(
+            "  runs that did not converge: "
+            + ", ".join(f"{m.hosts} host(s) {m.kind}: exit {m.exit_code}" for m in failed)
+        )
+
+
+def print_profile(results: Results, big: int) -> None:
     if results.profile:
-        print(f"\nwhere the time goes in the {max(sizes)}-host converge (longest on one host / sum over hosts):")
+        print(f"\nwhere the time goes in the {big}-host converge (longest on one host / sum over hosts):")
         for row in results.profile:
             print(f"  {row['longest']:6.2f} s {row['total']:7.2f} s  {row['task']}")
 

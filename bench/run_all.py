@@ -1,6 +1,7 @@
 """Every benchmark in one run, with the load average around each, then the ratios together.
 
-1. ``bench/converge.py``: converge and re-run of ``site.yml`` on 1, 3 and 8 fresh lab hosts;
+1. ``bench/converge.py``: converge and re-run of ``site.yml`` on 1, 3 and 8 fresh lab hosts, lab
+   and minimal variants;
 2. ``bench/host_audit.py``: the host audit against ``lynis audit system --quick`` on the same
    host, and a scan of the fleet cold and warm;
 3. ``bench/code_scan.py``: the code, secrets and dependency scans against bandit, detect-secrets
@@ -71,7 +72,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="converge,host_audit,code_scan", help="benchmarks to run (comma-separated)")
     parser.add_argument("--sizes", default="1,3,8", help="fleet sizes of the converge benchmark")
-    parser.add_argument("--repeat", default="1", help="rounds of the converge benchmark")
+    parser.add_argument("--repeat", default="3", help="rounds of the converge benchmark (its median is reported)")
+    parser.add_argument("--variants", default="lab,minimal", help="lab host variants of the converge benchmark")
     parser.add_argument("--audit-hosts", default="2", help="hosts of the host audit benchmark")
     args = parser.parse_args()
     lab_dir = os.environ.get("PREAUDIT_LAB_DIR", "/var/tmp/preaudit-bench-lab")
@@ -80,7 +82,15 @@ def main() -> int:
         raise SystemExit("bench: refusing to run in the default lab; set PREAUDIT_LAB_DIR to a lab of its own")
     env_note = f"lab {lab_dir}, prefix {prefix}"
     plans = {
-        "converge": [str(BENCH / "converge.py"), "--sizes", args.sizes, "--repeat", args.repeat],
+        "converge": [
+            str(BENCH / "converge.py"),
+            "--sizes",
+            args.sizes,
+            "--repeat",
+            args.repeat,
+            "--variants",
+            args.variants,
+        ],
         "host_audit": [
             str(BENCH / "host_audit.py"),
             *("--lab-dir", lab_dir, "--prefix", prefix, "--hosts", args.audit_hosts, "--down"),

@@ -13,7 +13,9 @@ import pytest
 
 from scanners.catalog import default_catalog
 from scanners.findings import Finding, ResourceKind, Status
+from scanners.lab.ca import ca_paths
 from tests.integration.conftest import Lab
+from tests.integration.hardening_support import tls_connects
 from tests.integration.test_scan_pipeline import FAILING, WEAKNESSES, run_scan, vulndb
 
 __all__ = ["vulndb"]  # the session fixture, shared with the scan pipeline tests
@@ -146,3 +148,29 @@ def test_a_relocated_platform_is_found_from_the_hosts_own_configuration(
     assert platform["tls"][0]["private_key"] == "/etc/pki/sim/server.key"
     assert {f["path"] for f in platform["sweep"]["files"]} == {STRAY, "/srv/compose/sim/docker-compose.yml"}
     assert platform["sweep"]["truncated"] is False
+
+
+def test_the_roles_harden_the_relocated_platform_where_it_is(lab: Lab, relocated_host: str) -> None:
+    # No role variable names the platform: the roles find the env file, the Compose project and
+    # the nginx TLS server from the host's own configuration, as the scanner does.
+    host = relocated_host
+    first = lab.playbook("site.yml", limit=host)
+    assert first.rc == 0, first.stdout[-3000:]
+    rerun = lab.playbook("site.yml", limit=host)
+    assert rerun.rc == 0, rerun.stdout[-3000:]
+    assert rerun.per_host()[host]["changed"] == 0, rerun.stdout[-3000:]
+    remote = lab.host(host)
+    env = remote.file("/srv/simsvc/.env")
+    assert (env.user, env.group, env.mode) == ("root", "montecarlo", 0o640)
+    assert not env.contains("^JWT_SECRET=changeme$")
+    assert remote.service("simsvc").is_running
+    override = remote.file("/srv/compose/sim/docker-compose.override.yml")
+    assert override.exists and override.contains("Managed by preaudit")
+    site = remote.file("/etc/nginx/sites-available/sim-api")
+    assert site.contains("ssl_certificate /etc/pki/sim/server.crt;")
+    assert site.contains(r"ssl_protocols TLSv1\.2 TLSv1\.3;")
+    assert not remote.file("/etc/nginx/sites-available/montecarlo").exists
+    key = remote.file("/etc/pki/sim/server.key")
+    assert (key.user, key.mode) == ("root", 0o600)
+    ca_file = ca_paths(lab.fleet.settings).certificate
+    assert tls_connects(lab.port(host, "https"), server_name=host, cafile=ca_file)
