@@ -18,6 +18,9 @@ from typing import Any
 REFERENCED_SOURCES = ("systemd:", "compose:")
 SITE_DIRS = ("/etc/nginx/sites-enabled/", "/etc/nginx/sites-available/")
 NGINX_SOURCE = re.compile(r"^nginx(?: -T)? (?P<file>/\S+?)(?::\d+)?$")
+# Override files belong to the project beside them (Compose merges them): the role writes its own
+# override next to the project's file, never one for an override.
+COMPOSE_OVERRIDE = re.compile(r"^(docker-)?compose\.override\.ya?ml$")
 LISTEN_PORT = re.compile(r"(?:^|:)(\d+)(?:\s|$)")
 
 
@@ -54,11 +57,12 @@ def discovered_env_files(platform: Any, declared: Any, keys: Any) -> list[dict[s
 
 
 def discovered_compose_files(platform: Any, declared: Any) -> list[str]:
-    """Compose files the host's configuration names, after the declared ones, each once."""
+    """Compose files the host's configuration names, after the declared ones, each once; not the
+    projects' override files."""
     out = [str(p) for p in declared or ()]
     for item in _platform(platform).get("compose_files") or ():
         path = str(item.get("path") or "")
-        if path and path not in out:
+        if path and path not in out and not COMPOSE_OVERRIDE.match(posixpath.basename(path)):
             out.append(path)
     return out
 

@@ -60,10 +60,15 @@ REASON_LENGTH = 400
 
 
 def _reason(text: Any) -> str:
-    """The first line of a failure message, short enough for a summary line."""
-    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
-    first = lines[0] if lines else "failed without a message"
-    return first if len(first) <= REASON_LENGTH else first[: REASON_LENGTH - 3] + "..."
+    """A failure message on one line, short enough for a summary line. A validation command often
+    says what it refused last (dockerd, nft), so a long message keeps its start and its end."""
+    words = " ".join(line.strip() for line in str(text or "").splitlines() if line.strip())
+    if not words:
+        return "failed without a message"
+    if len(words) <= REASON_LENGTH:
+        return words
+    head = REASON_LENGTH // 3
+    return words[:head] + " ... " + words[-(REASON_LENGTH - head - 5) :]
 
 
 def failed_task_controls(task: Any) -> list[str]:

@@ -26,7 +26,7 @@ def test_a_failed_task_names_its_controls_from_its_name_and_tags() -> None:
     assert [e["control"] for e in entries] == ["OS-KRN-001", "OS-NET-001"]
     assert {e["action"] for e in entries} == {"failed"}
     assert entries[0]["reason"] == (
-        "OS-KRN-001 | Persist the kernel settings: sysctl: permission denied"
+        "OS-KRN-001 | Persist the kernel settings: sysctl: permission denied more"
         " (the rest of the kernel area was not attempted)"
     )
 
@@ -115,3 +115,14 @@ def test_controls_that_configure_a_missing_package_fail_with_it() -> None:
     )
     assert [e["control"] for e in entries] == ["OS-FW-001", "OS-FW-002", "OS-FW-003"]
     assert entries[1]["reason"].startswith("needs package nftables (OS-FW-001)")
+
+
+def test_a_long_validation_message_keeps_its_start_and_the_refusal_at_its_end() -> None:
+    output = "unable to configure the Docker daemon with file /tmp/x:\n" + "context " * 100 + "\nbad: no-such-option"
+    [entry] = FILTERS.failed_file_entries(
+        {"failed_entries": [{"path": "/etc/docker/daemon.json", "controls": ["CTR-D-001"], "reason": output}]}
+    )
+    assert entry["reason"].startswith("unable to configure the Docker daemon")
+    assert entry["reason"].endswith("bad: no-such-option")
+    assert len(entry["reason"]) <= FILTERS.REASON_LENGTH
+    assert "\n" not in entry["reason"]

@@ -21,7 +21,11 @@ def platform() -> dict[str, Any]:
              "service": "", "user": "", "group": ""},
             {"path": "/srv/simsvc/app/.env.old", "source": "app:/srv/simsvc/app", "service": "", "group": ""},
         ],
-        "compose_files": [{"path": "/srv/compose/sim/compose.yml", "source": "systemd:simsvc.service"}],
+        "compose_files": [
+            {"path": "/srv/compose/sim/compose.yml", "source": "systemd:simsvc.service"},
+            {"path": "/srv/compose/sim/docker-compose.override.yml", "source": "sweep:/srv"},
+            {"path": "/srv/other/compose.prod.yaml", "source": "sweep:/srv"},
+        ],
         "nginx": {
             "servers": [
                 {"tls": False, "listen": ["80 default_server"], "source": "nginx -T /etc/nginx/sites-enabled/sim:3"},
@@ -60,6 +64,7 @@ def test_compose_files_are_the_declared_then_the_discovered_each_once() -> None:
     assert DISCOVERED.discovered_compose_files(platform(), ["/a/compose.yml", "/srv/compose/sim/compose.yml"]) == [
         "/a/compose.yml",
         "/srv/compose/sim/compose.yml",
+        "/srv/other/compose.prod.yaml",
     ]
     assert DISCOVERED.discovered_compose_files({}, []) == []
 
