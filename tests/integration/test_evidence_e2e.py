@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from scanners.catalog import default_catalog
 from scanners.findings import Status
 from scanners.findings_file import read_document
 from scanners.vulndb import import_snapshot
@@ -21,6 +23,8 @@ from tests.integration.conftest import Lab
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 PREAUDIT = str(Path(sys.executable).parent / "preaudit")
+SECRET_NAME = re.compile(r"SECRET|KEY|TOKEN|PASSW", re.IGNORECASE)
+KNOWN_DEFAULTS = {str(v).lower() for v in default_catalog().get("SEC-003").check["denylist"]}
 EXPORTS = (
     "report.html",
     "findings.json",
@@ -56,8 +60,14 @@ def host_secrets(lab: Lab, host: str) -> set[str]:
     values = set()
     for line in env.stdout.splitlines():
         name, _, value = line.partition("=")
-        if value and not name.lstrip().startswith("#"):
-            values.add(value.split("://", 1)[-1].split("@", 1)[0].rsplit(":", 1)[-1] if "://" in value else value)
+        if not value or name.lstrip().startswith("#"):
+            continue
+        if "://" in value:  # a URL's password
+            values.add(value.split("://", 1)[-1].split("@", 1)[0].rsplit(":", 1)[-1])
+        elif SECRET_NAME.search(name) and value.lower() not in KNOWN_DEFAULTS:
+            # Not BIND=127.0.0.1 (discovery rightly reports nginx's upstream), nor a published
+            # default such as "changeme" on a host not hardened yet (the catalog names it).
+            values.add(value)
     values |= {line for line in key.stdout.splitlines() if line and not line.startswith("-----")}
     return {v for v in values if len(v) >= 8}
 
