@@ -37,7 +37,7 @@ EXAMPLES = r"""
 - name: Replace the weak JWT secret
   env_secrets:
     files:
-      - {path: /opt/montecarlo/.env, generate: [{name: JWT_SECRET, bytes: 48}]}
+      - {path: /srv/app/.env, generate: [{name: JWT_SECRET, bytes: 48}]}
   no_log: true
 """
 
